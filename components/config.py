@@ -1,0 +1,147 @@
+"""The one typed, frozen schema that ``params.yaml`` is read into (unknown keys are errors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from components.errors import ConfigError
+
+
+class Section(BaseModel):
+    """Base of every params section: frozen, strict about unknown keys and about types."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+# A [low, high] pair; YAML gives a list, Python code may give a tuple.
+Range = Annotated[
+    tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
+]
+
+
+class BaseParams(Section):
+    seed: int = 1234
+    tracking_uri: str = "sqlite:///mlruns/mlflow.db"
+    artifact_root: str = "mlruns/artifacts"
+    experiment: str = "edgelearn"
+
+
+class CorpusParams(Section):
+    """The espeak-ng corpus synthesized in Speech Commands layout (used when prepare.source is
+    ``synthetic``)."""
+
+    out_dir: str = "data/corpus"
+    num_server_speakers: Annotated[int, Field(ge=4)] = 120
+    num_client_speakers: Annotated[int, Field(ge=1)] = 120
+    keyword_repeats: Annotated[int, Field(ge=1)] = 2
+    unknown_words_per_speaker: Annotated[int, Field(ge=0)] = 4
+    noise_seconds: Annotated[float, Field(gt=1.0)] = 60.0
+    server_snr_db: Range = (12.0, 30.0)
+    client_snr_db: Range = (0.0, 12.0)
+    max_shift_s: Annotated[float, Field(ge=0.0, le=0.5)] = 0.15
+    workers: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _ranges_ordered(self) -> CorpusParams:
+        for name in ("server_snr_db", "client_snr_db"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}: low end {lo} is above high end {hi}")
+        return self
+
+
+class FeatureParams(Section):
+    """Log-mel frontend, shared by prepare (training features) and export (in-graph features)."""
+
+    sample_rate: Literal[16000] = 16000
+    clip_samples: Annotated[int, Field(gt=0)] = 16000
+    n_fft: Annotated[int, Field(gt=0)] = 480
+    hop_length: Annotated[int, Field(gt=0)] = 160
+    n_mels: Annotated[int, Field(gt=0)] = 40
+    f_min: Annotated[float, Field(ge=0.0)] = 20.0
+    f_max: Annotated[float, Field(gt=0.0)] = 7600.0
+
+    @model_validator(mode="after")
+    def _band_inside_nyquist(self) -> FeatureParams:
+        if not self.f_min < self.f_max <= self.sample_rate / 2:
+            raise ValueError(f"need f_min < f_max <= sample_rate/2, got {self.f_min}, {self.f_max}")
+        return self
+
+
+class PrepareParams(Section):
+    source: Literal["synthetic", "speech_commands"] = "synthetic"
+    speech_commands_dir: str = "data/external/speech_commands"
+    out_dir: str = "data/prepared"
+    val_fraction: Fraction = 0.1
+    test_fraction: Fraction = 0.1
+    client_fraction: Fraction = 0.5
+    client_test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
+    min_client_clips: Annotated[int, Field(ge=2)] = 4
+    max_clients: Annotated[int, Field(ge=0)] = 0
+    unknown_ratio: Annotated[float, Field(ge=0.0)] = 2.0
+    silence_ratio: Annotated[float, Field(ge=0.0)] = 1.0
+    min_duration_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+
+    @model_validator(mode="after")
+    def _server_split_leaves_training(self) -> PrepareParams:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must leave speakers for training")
+        return self
+
+
+class ScheduleParams(Section):
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+
+
+class Params(Section):
+    base: BaseParams = BaseParams()
+    corpus: CorpusParams = CorpusParams()
+    features: FeatureParams = FeatureParams()
+    prepare: PrepareParams = PrepareParams()
+    schedule: ScheduleParams = ScheduleParams()
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    lines = [f"{path}: invalid parameters"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (misspelt? see `edgelearn params --schema`)")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def params_from_dict(data: Any, source: Path | str = "<dict>") -> Params:
+    """Validate an already-parsed mapping; every problem names its dotted key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    try:
+        return Params.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(Path(str(source)), err)) from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read ``params.yaml`` once into the frozen schema."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    return params_from_dict(data, path)
+
+
+def params_json_schema() -> str:
+    return json.dumps(Params.model_json_schema(), indent=2)

@@ -1,0 +1,1 @@
+"""Keyword-spotting data: the synthesized corpus, the Speech Commands loader, splits, features."""

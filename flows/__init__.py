@@ -1,0 +1,1 @@
+"""Prefect flows around the pure stage functions in ``components/``, plus the CLI and tracking."""

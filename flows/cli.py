@@ -1,0 +1,144 @@
+"""`edgelearn` command line: run the pipeline, one stage, the schedule, or inspect params."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+# Before Prefect/MLflow/DVC import: a 2-core machine can need more than Prefect's default 20 s to
+# start its ephemeral server, and nothing here may phone home (the machine has no network).
+ENV_DEFAULTS = {
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "GIT_PYTHON_REFRESH": "quiet",
+}
+for _key, _value in ENV_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+
+from components.errors import EdgelearnError  # noqa: E402
+
+# stage name -> "module:flow" (imported only when that stage runs, to keep start-up short)
+STAGES = {
+    "corpus": "flows.corpus:corpus_flow",
+    "prepare": "flows.prepare:prepare_flow",
+}
+USER_ERROR_EXIT = 2
+
+
+def _load(ref: str):  # noqa: ANN202
+    module, attr = ref.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from components.config import load_params, params_json_schema
+
+    if args.schema:
+        print(params_json_schema())
+        return 0
+    print(load_params(args.params).model_dump_json(indent=2))
+    return 0
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from components.config import load_params
+
+    load_params(args.params)  # a bad file fails here, with its message, before Prefect starts
+    _load(STAGES[args.name])(params_path=args.params)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from components.config import load_params
+    from flows.workspace import SMOKE_PARAMS, create_workspace
+
+    if args.smoke:
+        workspace = create_workspace(Path.cwd(), Path(args.workspace), Path(SMOKE_PARAMS))
+        print(f"smoke run in {workspace} (params: {SMOKE_PARAMS})")
+        os.chdir(workspace)
+    load_params("params.yaml")
+    from flows.pipeline import pipeline_flow
+
+    results = pipeline_flow(params_path="params.yaml")
+    _print_summary(results)
+    return 0
+
+
+def _print_summary(results: list[dict]) -> None:
+    from components.config import load_params
+
+    base = load_params("params.yaml").base
+    print("\nedgelearn pipeline finished")
+    for r in results:
+        state = "ran" if r["ran"] else "up to date"
+        print(f"  {r['stage']:<10} {state:<11} {r['seconds']:>7.1f} s   metrics/{r['stage']}.json")
+    print("\nwhere to look next:")
+    print("  dvc metrics show                      # every stage's numbers")
+    print(f"  mlflow ui --backend-store-uri {base.tracking_uri}")
+    print("  prefect server start                  # flow runs, logs and the schedule")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from prefect.schedules import Cron
+
+    from components.config import load_params
+    from flows.pipeline import pipeline_flow
+
+    schedule = load_params(args.params).schedule
+    pipeline_flow.serve(
+        name="nightly",
+        schedules=[Cron(schedule.cron, timezone=schedule.timezone)],
+        parameters={"params_path": args.params},
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgelearn", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_params(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+        return p
+
+    p = with_params(sub.add_parser("params", help="validate and print the params, or the schema"))
+    p.add_argument("--schema", action="store_true", help="print the JSON schema of params.yaml")
+    p.set_defaults(func=cmd_params)
+
+    p = with_params(sub.add_parser("stage", help="run one pipeline stage (what dvc.yaml calls)"))
+    p.add_argument("name", choices=sorted(STAGES))
+    p.set_defaults(func=cmd_stage)
+
+    p = sub.add_parser("run", help="run the whole pipeline as a Prefect flow over `dvc repro`")
+    p.add_argument("--smoke", action="store_true", help="tiny configuration in a scratch workspace")
+    p.add_argument("--workspace", default=".edgelearn/smoke", help="where --smoke runs")
+    p.set_defaults(func=cmd_run)
+
+    p = with_params(sub.add_parser("serve", help="serve the pipeline on the cron in params.yaml"))
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except EdgelearnError as err:
+        print(f"edgelearn: error: {err}", file=sys.stderr)
+        return USER_ERROR_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

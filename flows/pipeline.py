@@ -1,0 +1,126 @@
+"""The pipeline flow: each DVC stage a Prefect task in dvc.yaml order; DVC skips what is current."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.client.orchestration import get_client
+
+from components.config import load_params
+from components.errors import ConfigError
+from flows.tracking import PARENT_RUN_ENV, pipeline_run, prefect_flow_run_id, stage_output_hashes
+
+USER_ERROR_EXIT = 2  # the CLI's exit code for bad input: retrying cannot help
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: str, returncode: int) -> None:
+        super().__init__(f"stage {stage!r} failed (dvc repro exit code {returncode})")
+        self.returncode = returncode
+
+
+def dvc_stages(workdir: Path = Path(".")) -> list[str]:
+    """Stage names in dvc.yaml order (the file lists them upstream first)."""
+    path = workdir / "dvc.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; run edgelearn from the project root")
+    return list((yaml.safe_load(path.read_text()) or {}).get("stages", {}))
+
+
+def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except StageFailed as failed:
+        return failed.returncode != USER_ERROR_EXIT
+    except Exception:  # noqa: BLE001 - anything else may be transient
+        return True
+    return False
+
+
+def _dvc(
+    *args: str, env: dict[str, str] | None = None, capture: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dvc", *args], env=env, text=True, capture_output=capture
+    )
+
+
+@task(retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error)
+def repro_stage(stage: str, env: dict[str, str]) -> dict[str, Any]:
+    """``dvc repro --single-item STAGE``; its output streams to the terminal as it runs."""
+    logger = get_run_logger()
+    status = _dvc("status", "--json", stage, env=env)
+    up_to_date = status.returncode == 0 and not json.loads(status.stdout or "{}")
+    start = time.perf_counter()
+    proc = _dvc("repro", "--single-item", stage, env=env, capture=False)
+    seconds = round(time.perf_counter() - start, 2)
+    if proc.returncode != 0:
+        raise StageFailed(stage, proc.returncode)
+    outcome = "up to date (skipped by DVC)" if up_to_date else "ran"
+    logger.info("stage %s: %s in %.1f s", stage, outcome, seconds)
+    return {"stage": stage, "ran": not up_to_date, "seconds": seconds}
+
+
+def _stage_env() -> dict[str, str]:
+    """Environment for the stage processes: this venv's tools first, this Prefect API server."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    with get_client(sync_client=True) as client:
+        env["PREFECT_API_URL"] = str(client.api_url).rstrip("/")
+    return env
+
+
+@flow(name="edgelearn-pipeline")
+def pipeline_flow(params_path: str = "params.yaml") -> list[dict[str, Any]]:
+    """Run every DVC stage in order inside one MLflow parent run."""
+    params = load_params(params_path)  # fail before anything runs
+    stages = dvc_stages()
+    logger = get_run_logger()
+    results = []
+    tags = {"prefect.flow_run_id": prefect_flow_run_id(), "edgelearn.stages": ",".join(stages)}
+    with pipeline_run(params.base, tags) as parent:
+        env = _stage_env()
+        env[PARENT_RUN_ENV] = parent.info.run_id
+        for stage in stages:
+            results.append(repro_stage(stage, env))
+        _tag_stage_outputs(parent.info.run_id, parent.info.experiment_id, stages)
+        if Path("dvc.lock").is_file():
+            mlflow.log_artifact("dvc.lock")
+        for name in stages:
+            metrics_file = Path("metrics") / f"{name}.json"
+            if metrics_file.is_file():
+                numbers = json.loads(metrics_file.read_text())
+                mlflow.log_metrics(
+                    {
+                        f"{name}.{k}": float(v)
+                        for k, v in numbers.items()
+                        if isinstance(v, int | float)
+                    }
+                )
+        mlflow.set_tags({f"stage.{r['stage']}": "ran" if r["ran"] else "skipped" for r in results})
+    logger.info("pipeline done: MLflow parent run %s", parent.info.run_id)
+    return results
+
+
+def _tag_stage_outputs(parent_id: str, experiment_id: str, stages: list[str]) -> None:
+    """Tag each stage's nested run with the DVC hashes of what it wrote (known only after repro)."""
+    runs = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_id}'",
+        output_format="list",
+    )
+    client = mlflow.MlflowClient()
+    for run in runs:
+        stage = run.data.tags.get("edgelearn.stage")
+        if stage in stages:
+            for key, value in stage_output_hashes(stage).items():
+                client.set_tag(run.info.run_id, key, value)

@@ -1,0 +1,141 @@
+"""End to end on the smoke configuration through the real tools: Prefect, DVC, MLflow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from flows.workspace import SMOKE_PARAMS, create_workspace
+from tests.conftest import BIN, ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PREPARE_KEYS = {
+    "num_train", "num_val", "num_test", "num_classes", "num_speakers", "num_clients",
+    "num_rejected_files",
+}  # fmt: skip
+
+
+def run(cmd: list[str], ws: Path, env: dict[str, str], timeout: int = 900):
+    return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory, stage_env):
+    tmp = tmp_path_factory.mktemp("smoke")
+    store = tmp / "mlruns"
+    ws = create_workspace(
+        ROOT, tmp / "ws", ROOT / SMOKE_PARAMS, f"sqlite:///{store}/mlflow.db", str(store / "art")
+    )
+    proc = run([str(BIN / "edgelearn"), "run"], ws, stage_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return ws, f"sqlite:///{store}/mlflow.db", proc
+
+
+def test_pipeline_writes_outputs_and_metrics(smoke):
+    ws, _, proc = smoke
+    metrics = json.loads((ws / "metrics/prepare.json").read_text())
+    assert set(metrics) >= PREPARE_KEYS
+    assert metrics["num_clients"] == 6 and metrics["num_classes"] == 12
+    assert metrics["num_speakers"] == 18 and metrics["num_rejected_files"] == 0
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())
+    assert set(lock["stages"]) == {"corpus", "prepare"}
+    assert (ws / "data/prepared/features.npy").is_file()
+    assert "edgelearn pipeline finished" in proc.stdout
+
+
+def test_mlflow_has_parent_and_nested_stage_runs(smoke):
+    ws, uri, _ = smoke
+    client = mlflow.MlflowClient(uri)
+    experiment = client.get_experiment_by_name("edgelearn")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("edgelearn.kind") == "pipeline"]
+    assert len(parents) == 1
+    parent = parents[0]
+    children = {
+        r.data.tags["edgelearn.stage"]: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert set(children) == {"corpus", "prepare"}
+    lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
+    corpus_md5 = lock["corpus"]["outs"][0]["md5"]
+    prepare = children["prepare"]
+    assert prepare.info.status == "FINISHED"
+    assert prepare.data.params["prepare.client_test_fraction"] == "0.3"
+    assert prepare.data.metrics["num_clients"] == 6
+    assert prepare.data.tags["dvc.in.data/corpus"] == corpus_md5
+    assert prepare.data.tags["dvc.out.data/prepared"] == lock["prepare"]["outs"][0]["md5"]
+    assert prepare.data.tags["prefect.flow_run_id"]
+    assert prepare.data.tags["git.commit"]
+    artifacts = {a.path for a in client.list_artifacts(prepare.info.run_id, "prepare")}
+    assert {"prepare/rejected.csv", "prepare/class_balance.png"} <= artifacts
+    assert parent.data.metrics["prepare.num_clients"] == 6
+    assert parent.data.tags["stage.prepare"] == "ran"
+
+
+def test_prefect_recorded_completed_flow_runs(smoke, prefect_api):
+    _, uri, _ = smoke
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    async def flow_runs():
+        async with get_client() as client:
+            runs = await client.read_flow_runs()
+            names = {f.id: f.name for f in await client.read_flows()}
+            return [(names[r.flow_id], str(r.id), r.state_type.value) for r in runs]
+
+    with temporary_settings({PREFECT_API_URL: prefect_api}):
+        seen = asyncio.run(flow_runs())
+    by_name = {}
+    for name, run_id, state in seen:
+        by_name.setdefault(name, []).append((run_id, state))
+    for name in ("edgelearn-pipeline", "corpus", "prepare"):
+        assert by_name.get(name), f"no {name} flow run in {sorted(by_name)}"
+        assert all(state == "COMPLETED" for _, state in by_name[name])
+    prepare_run = mlflow.MlflowClient(uri).search_runs(
+        [mlflow.MlflowClient(uri).get_experiment_by_name("edgelearn").experiment_id],
+        filter_string="tags.`edgelearn.stage` = 'prepare'",
+    )[0]
+    assert prepare_run.data.tags["prefect.flow_run_id"] in {r for r, _ in by_name["prepare"]}
+
+
+def test_second_repro_is_up_to_date(smoke, stage_env):
+    ws, _, _ = smoke
+    proc = run([str(BIN / "dvc"), "repro"], ws, stage_env)
+    assert proc.returncode == 0, proc.stderr
+    assert "didn't change, skipping" in proc.stdout
+    assert "Running stage" not in proc.stdout
+
+
+def test_bad_params_stop_the_stage_with_one_message(smoke, stage_env):
+    ws, _, _ = smoke
+    before = (ws / "data/prepared/manifest.csv").read_bytes()
+    bad = yaml.safe_load((ws / "params.yaml").read_text())
+    bad["prepare"]["sorce"] = bad["prepare"].pop("source")
+    (ws / "bad.yaml").write_text(yaml.safe_dump(bad))
+    proc = run([str(BIN / "edgelearn"), "stage", "prepare", "--params", "bad.yaml"], ws, stage_env)
+    assert proc.returncode == 2
+    assert "bad.yaml: invalid parameters" in proc.stderr
+    assert "prepare.sorce: unknown key" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert (ws / "data/prepared/manifest.csv").read_bytes() == before
+
+
+def test_changed_prepare_param_reruns_only_prepare(smoke, stage_env):
+    ws, _, _ = smoke
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    params["prepare"]["client_test_fraction"] = 0.5
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = run([str(BIN / "dvc"), "repro", "prepare"], ws, stage_env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "Stage 'corpus' didn't change, skipping" in proc.stdout
+    assert "Running stage 'prepare'" in proc.stdout
+    metrics = json.loads((ws / "metrics/prepare.json").read_text())
+    assert metrics["num_client_test"] > 0
