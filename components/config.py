@@ -20,6 +20,7 @@ class Section(BaseModel):
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 # A [low, high] pair; YAML gives a list, Python code may give a tuple.
+Pair = Annotated[tuple[int, int], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)]
 Range = Annotated[
     tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v)
 ]
@@ -95,6 +96,55 @@ class PrepareParams(Section):
         return self
 
 
+class StageParams(Section):
+    channels: Annotated[int, Field(gt=0)]
+    blocks: Annotated[int, Field(ge=1)]
+    stride: Annotated[int, Field(ge=1)] = 1
+
+
+def _default_stages() -> list[StageParams]:
+    return [
+        StageParams(channels=32, blocks=3, stride=1),
+        StageParams(channels=64, blocks=3, stride=2),
+    ]
+
+
+class SupernetParams(Section):
+    """NetAdaptV2 super-network: the search space and how it is trained."""
+
+    out: str = "models/supernet.ckpt"
+    stages: list[StageParams] = Field(default_factory=_default_stages)
+    stem_stride: Pair = (2, 4)
+    width_step: Annotated[int, Field(gt=0)] = 8
+    epochs: Annotated[int, Field(ge=1)] = 20
+    batch_size: Annotated[int, Field(ge=1)] = 64
+    lr: Annotated[float, Field(gt=0.0)] = 6e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 1e-2
+    label_smoothing: Fraction = 0.05
+    full_fraction: Fraction = 0.5  # ODO: samples per batch that train the full network
+    smallest_fraction: Fraction = 0.0  # ... and the smallest; the rest draw random widths
+    time_masks: Annotated[int, Field(ge=0)] = 2  # SpecAugment
+    time_mask_max: Annotated[int, Field(ge=0)] = 12
+    freq_masks: Annotated[int, Field(ge=0)] = 2
+    freq_mask_max: Annotated[int, Field(ge=0)] = 6
+    time_shift_max: Annotated[int, Field(ge=0)] = 8  # frames, circular
+    recalibration_batches: Annotated[int, Field(ge=1)] = 8
+    eval_subnets: Annotated[int, Field(ge=1)] = 5  # fixed random sub-networks scored per epoch
+    accelerator: str = "cpu"  # Lightning: "gpu", "auto", ...
+    devices: int | str = 1
+    strategy: str = "auto"  # "ddp" for several devices
+    num_threads: Annotated[int, Field(ge=0)] = 0  # torch CPU threads; 0 = torch's default
+
+    @model_validator(mode="after")
+    def _fractions_fit(self) -> SupernetParams:
+        if self.full_fraction + self.smallest_fraction > 1.0:
+            raise ValueError("full_fraction + smallest_fraction must be at most 1")
+        for stage in self.stages:
+            if stage.channels % self.width_step:
+                raise ValueError(f"stage channels {stage.channels} not a multiple of width_step")
+        return self
+
+
 class ScheduleParams(Section):
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
@@ -105,6 +155,7 @@ class Params(Section):
     corpus: CorpusParams = CorpusParams()
     features: FeatureParams = FeatureParams()
     prepare: PrepareParams = PrepareParams()
+    supernet: SupernetParams = SupernetParams()
     schedule: ScheduleParams = ScheduleParams()
 
 
@@ -114,6 +165,8 @@ def _format_validation_error(path: Path, err: ValidationError) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         if e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key (misspelt? see `edgelearn params --schema`)")
+        elif e["type"] == "value_error":  # a section-level check: its message says it all
+            lines.append(f"  {key}: {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from components.errors import EdgelearnError  # noqa: E402
 STAGES = {
     "corpus": "flows.corpus:corpus_flow",
     "prepare": "flows.prepare:prepare_flow",
+    "supernet": "flows.supernet:supernet_flow",
 }
 USER_ERROR_EXIT = 2
 

@@ -59,5 +59,12 @@ def test_params_are_frozen():
 
 def test_schema_lists_every_section():
     schema = json.loads(params_json_schema())
-    assert set(schema["properties"]) == {"base", "corpus", "features", "prepare", "schedule"}
+    assert set(schema["properties"]) == {
+        "base",
+        "corpus",
+        "features",
+        "prepare",
+        "supernet",
+        "schedule",
+    }
     assert schema["additionalProperties"] is False

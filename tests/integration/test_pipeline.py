@@ -45,7 +45,7 @@ def test_pipeline_writes_outputs_and_metrics(smoke):
     assert metrics["num_clients"] == 6 and metrics["num_classes"] == 12
     assert metrics["num_speakers"] == 18 and metrics["num_rejected_files"] == 0
     lock = yaml.safe_load((ws / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"corpus", "prepare"}
+    assert set(lock["stages"]) == {"corpus", "prepare", "supernet"}
     assert (ws / "data/prepared/features.npy").is_file()
     assert "edgelearn pipeline finished" in proc.stdout
 
@@ -63,7 +63,7 @@ def test_mlflow_has_parent_and_nested_stage_runs(smoke):
         for r in runs
         if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     }
-    assert set(children) == {"corpus", "prepare"}
+    assert set(children) == {"corpus", "prepare", "supernet"}
     lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
     corpus_md5 = lock["corpus"]["outs"][0]["md5"]
     prepare = children["prepare"]
@@ -96,7 +96,7 @@ def test_prefect_recorded_completed_flow_runs(smoke, prefect_api):
     by_name = {}
     for name, run_id, state in seen:
         by_name.setdefault(name, []).append((run_id, state))
-    for name in ("edgelearn-pipeline", "corpus", "prepare"):
+    for name in ("edgelearn-pipeline", "corpus", "prepare", "supernet"):
         assert by_name.get(name), f"no {name} flow run in {sorted(by_name)}"
         assert all(state == "COMPLETED" for _, state in by_name[name])
     prepare_run = mlflow.MlflowClient(uri).search_runs(
@@ -104,6 +104,34 @@ def test_prefect_recorded_completed_flow_runs(smoke, prefect_api):
         filter_string="tags.`edgelearn.stage` = 'prepare'",
     )[0]
     assert prepare_run.data.tags["prefect.flow_run_id"] in {r for r, _ in by_name["prepare"]}
+
+
+SUPERNET_KEYS = {
+    "val_acc_full", "val_acc_smallest", "val_acc_median_subnet", "epochs", "train_seconds",
+}  # fmt: skip
+
+
+def test_supernet_stage_outputs_and_curves(smoke):
+    ws, uri, _ = smoke
+    from components.supernet.stage import load_supernet
+
+    metrics = json.loads((ws / "metrics/supernet.json").read_text())
+    assert set(metrics) >= SUPERNET_KEYS and metrics["epochs"] == 2
+    net = load_supernet(ws / "models/supernet.ckpt")
+    assert net.space.num_layers == 6
+    client = mlflow.MlflowClient(uri)
+    run = client.search_runs(
+        [client.get_experiment_by_name("edgelearn").experiment_id],
+        filter_string="tags.`edgelearn.stage` = 'supernet'",
+    )[0]
+    curve = client.get_metric_history(run.info.run_id, "val_acc_median_subnet")
+    assert len(curve) == 3  # one point per epoch, then the final figure at the last step
+    final = max(curve, key=lambda m: m.step)
+    assert final.value == metrics["val_acc_median_subnet"]
+    assert len({m.step for m in curve}) == 3
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "supernet")}
+    assert {"supernet/accuracy_vs_macs.png", "supernet/training_curves.png"} <= artifacts
+    assert run.data.tags["dvc.in.data/prepared"]
 
 
 def test_second_repro_is_up_to_date(smoke, stage_env):

@@ -1,0 +1,148 @@
+"""The super-network: DS-CNN blocks whose widths are masked per sample (ODO) with bypass (CBC)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.supernet.space import SearchSpace
+
+
+class FeatureNorm(nn.Module):
+    """Per-mel-bin standardization with statistics of the training split, kept in the model so
+    that every consumer (search, federated clients, the ONNX graph) normalizes the same way."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, n_mels: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_mels))
+        self.register_buffer("std", torch.ones(n_mels))
+
+    def set_stats(self, features: torch.Tensor) -> None:
+        """Fit to (clips, n_mels, frames) training features."""
+        self.mean.copy_(features.mean(dim=(0, 2)))
+        self.std.copy_(features.std(dim=(0, 2)).clamp_min(1e-3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean[:, None]) / self.std[:, None]
+
+
+def conv_bn(
+    c_in: int, c_out: int, kernel: int | tuple[int, int], stride=1, groups=1
+) -> nn.Sequential:  # noqa: ANN001
+    k = (kernel, kernel) if isinstance(kernel, int) else kernel
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, k, stride, (k[0] // 2, k[1] // 2), groups=groups, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DSBlock(nn.Module):
+    """Depthwise 3x3 then pointwise 1x1, each with batch norm and ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int = 1) -> None:
+        super().__init__()
+        self.dw = conv_bn(c_in, c_in, kernel, stride, groups=c_in)
+        self.pw = conv_bn(c_in, c_out, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pw(self.dw(x))
+
+
+def ordered_mask(widths: torch.Tensor, channels: int) -> torch.Tensor:
+    """``m[b, c] = 1[c < widths[b]]``, shape (batch, channels, 1, 1): keep the first w channels."""
+    idx = torch.arange(channels, device=widths.device)
+    return (idx[None, :] < widths[:, None]).to(torch.float32)[:, :, None, None]
+
+
+class BypassBlock(DSBlock):
+    """A searchable layer: ``y = m * f(x) + (1 - m) * x`` with ``m`` the ordered mask of width w.
+
+    Width = channels gives the plain block, width 0 the identity (the layer is removed).
+    """
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__(channels, channels, kernel)
+        self.channels = channels
+
+    def forward_masked(self, x: torch.Tensor, widths: torch.Tensor | None) -> torch.Tensor:
+        f = super().forward(x)
+        if widths is None:
+            return f
+        m = ordered_mask(widths, self.channels)
+        return m * f + (1.0 - m) * x
+
+
+class SuperNet(nn.Module):
+    """All sub-networks of a ``SearchSpace`` in one set of weights.
+
+    ``forward(x, widths)`` takes log-mel features (batch, n_mels, frames) and per-sample widths
+    (batch, layers) as ints; ``widths=None`` runs the largest network.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.space = space
+        self.norm = FeatureNorm(space.n_mels)
+        c = space.stages[0].channels
+        self.stem = conv_bn(1, c, space.stem_kernel, space.stem_stride)
+        self.transitions = nn.ModuleList()
+        self.blocks = nn.ModuleList()
+        for si, stage in enumerate(space.stages):
+            if si > 0:
+                self.transitions.append(DSBlock(c, stage.channels, space.kernel, stage.stride))
+                c = stage.channels
+            for _ in range(stage.blocks):
+                self.blocks.append(BypassBlock(c, space.kernel))
+        self.head = nn.Linear(c, space.num_classes)
+
+    def bypass_block(self, layer: int) -> BypassBlock:
+        block = self.blocks[layer]
+        assert isinstance(block, BypassBlock)
+        return block
+
+    def forward(self, x: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.stem(self.norm(x).unsqueeze(1))
+        layer = 0
+        for si, stage in enumerate(self.space.stages):
+            if si > 0:
+                x = self.transitions[si - 1](x)
+            for _ in range(stage.blocks):
+                w = None if widths is None else widths[:, layer]
+                x = self.bypass_block(layer).forward_masked(x, w)
+                layer += 1
+        return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def fixed_widths(widths: list[int], batch: int) -> torch.Tensor:
+    """The same architecture for every sample of a batch, as SuperNet.forward takes it."""
+    return torch.tensor(widths, dtype=torch.long).expand(batch, -1)
+
+
+def sample_widths(
+    space: SearchSpace,
+    batch: int,
+    generator: torch.Generator,
+    full_fraction: float,
+    smallest_fraction: float,
+) -> torch.Tensor:
+    """Ordered-dropout widths for one batch, one row per sample (NetAdaptV2 ODO).
+
+    The first ``full_fraction`` of the rows keep every channel (the full network trains in
+    every step), the next ``smallest_fraction`` take the smallest network, and the rest draw each
+    layer's width uniformly from its choices, so one pass trains many nested sub-networks.
+    """
+    n_full = round(full_fraction * batch)
+    n_small = min(batch - n_full, round(smallest_fraction * batch))
+    cols = []
+    for layer in range(space.num_layers):
+        choices = torch.tensor(space.width_choices(layer))
+        picks = choices[torch.randint(len(choices), (batch,), generator=generator)]
+        picks[:n_full] = space.layer_channels[layer]
+        picks[n_full : n_full + n_small] = 0
+        cols.append(picks)
+    return torch.stack(cols, dim=1)

@@ -1,0 +1,132 @@
+"""The supernet stage: train the NetAdaptV2 super-network once, score its sub-networks, save it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from components.config import Params
+from components.data.labels import CLASSES
+from components.errors import EdgelearnError
+from components.supernet.data import ServerData, load_server_data
+from components.supernet.model import SuperNet
+from components.supernet.space import SearchSpace, count_macs
+from components.supernet.subnet import count_parameters, extract_subnet
+from components.supernet.train import fit, random_architectures, score_subnet, space_from_params
+
+log = logging.getLogger(__name__)
+CHECKPOINT_FORMAT = "edgelearn.supernet/1"
+
+
+@dataclass(frozen=True)
+class SupernetResult:
+    checkpoint: Path
+    metrics: dict[str, float]
+    history: list[dict[str, float]]  # per epoch
+    subnets: list[dict[str, Any]]  # widths, macs, params, val_acc of the sampled sub-networks
+    steps: int  # optimizer steps taken (the x axis of the per-epoch curves in MLflow)
+
+
+def save_supernet(path: Path, net: SuperNet, extra: dict[str, Any]) -> None:
+    """Write the checkpoint atomically: a plain dict any consumer can load without Lightning."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "space": net.space.to_dict(),
+        "state_dict": net.state_dict(),
+    }
+    torch.save({**payload, **extra}, tmp)
+    os.replace(tmp, path)
+
+
+def load_supernet(path: Path) -> SuperNet:
+    """Load ``models/supernet.ckpt``; a missing or foreign file is one clear error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgelearnError(
+            f"{path}: super-network checkpoint not found; run `dvc repro supernet`"
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
+        raise EdgelearnError(f"{path}: not a readable checkpoint ({err})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise EdgelearnError(f"{path}: not an edgelearn super-network checkpoint")
+    net = SuperNet(SearchSpace.from_dict(ckpt["space"]))
+    net.load_state_dict(ckpt["state_dict"])
+    return net.eval()
+
+
+def sample_subnets(
+    net: SuperNet, data: ServerData, calibration: Sequence[torch.Tensor], n: int, seed: int
+) -> list[dict[str, Any]]:
+    """Score the smallest, the largest, uniform widths and ``n`` random sub-networks."""
+    space = net.space
+    steps = max(len(space.width_choices(i)) for i in range(space.num_layers)) - 1
+    uniform = [
+        [round(c * k / steps / space.width_step) * space.width_step for c in space.layer_channels]
+        for k in range(steps + 1)
+    ]
+    archs = uniform + random_architectures(space, n, seed + 1)
+    seen: set[tuple[int, ...]] = set()
+    out = []
+    for widths in archs:
+        if tuple(widths) in seen:
+            continue
+        seen.add(tuple(widths))
+        out.append(
+            {
+                "widths": widths,
+                "macs": count_macs(space, widths),
+                "params": count_parameters(extract_subnet(net, widths)),
+                "val_acc": score_subnet(net, widths, data, calibration),
+                "kind": "uniform" if widths in uniform else "random",
+            }
+        )
+    return out
+
+
+def run(
+    params: Params, workdir: Path = Path("."), loggers: Sequence[Any] = (), progress: bool = False
+) -> SupernetResult:
+    p = params.supernet
+    data = load_server_data(workdir / params.prepare.out_dir)
+    space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
+    net = SuperNet(space)
+    net.norm.set_stats(data.train_x)
+    log.info("super-network: %d layers, widths %s", space.num_layers, space.layer_channels)
+    with tempfile.TemporaryDirectory(prefix="supernet-ckpt-") as ckpt_dir:
+        result = fit(
+            net,
+            p,
+            data,
+            params.base.seed,
+            loggers=loggers,
+            checkpoint_dir=ckpt_dir,
+            progress=progress,
+        )
+    module = result.module
+    final = module.evaluate()
+    subnets = sample_subnets(net, data, module.calibration, 24, params.base.seed)
+    metrics = {
+        "val_acc_full": round(final["val_acc_full"], 3),
+        "val_acc_smallest": round(final["val_acc_smallest"], 3),
+        "val_acc_median_subnet": round(final["val_acc_median_subnet"], 3),
+        "epochs": p.epochs,
+        "best_epoch": result.best_epoch,
+        "train_seconds": round(result.seconds, 2),
+        "supernet_params": count_parameters(net),
+        "full_macs": count_macs(space, space.largest()),
+        "smallest_macs": count_macs(space, space.smallest()),
+    }
+    checkpoint = workdir / p.out
+    save_supernet(checkpoint, net, {"metrics": metrics, "history": module.history})
+    return SupernetResult(checkpoint, metrics, module.history, subnets, result.steps)

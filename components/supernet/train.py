@@ -1,0 +1,205 @@
+"""Lightning training of the super-network (ordered dropout) or of one fixed network."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from components.config import SupernetParams
+from components.supernet.augment import augment
+from components.supernet.data import ServerData
+from components.supernet.evaluate import accuracy, recalibrate_batch_norm
+from components.supernet.model import SuperNet, sample_widths
+from components.supernet.space import SearchSpace
+from components.supernet.subnet import extract_subnet
+
+
+def space_from_params(p: SupernetParams, n_mels: int, frames: int, num_classes: int) -> SearchSpace:
+    from components.supernet.space import StageSpec
+
+    stages = tuple(StageSpec(s.channels, s.blocks, s.stride) for s in p.stages)
+    return SearchSpace(
+        n_mels=n_mels,
+        frames=frames,
+        num_classes=num_classes,
+        stem_stride=p.stem_stride,
+        width_step=p.width_step,
+        stages=stages,
+    )
+
+
+def random_architectures(space: SearchSpace, n: int, seed: int) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [
+        [int(rng.choice(space.width_choices(i))) for i in range(space.num_layers)] for _ in range(n)
+    ]
+
+
+def score_subnet(
+    supernet: SuperNet, widths: list[int], data: ServerData, calibration: Sequence[torch.Tensor]
+) -> float:
+    """Validation accuracy of ``widths`` with inherited weights after BN recalibration."""
+    sub = extract_subnet(supernet, widths)
+    recalibrate_batch_norm(sub, calibration)
+    return accuracy(sub, data.val_x, data.val_y)
+
+
+class KwsModule(L.LightningModule):
+    """Trains ``net`` on log-mel batches; a ``SuperNet`` gets per-sample ODO widths every step.
+
+    At each epoch's end a super-network logs the validation accuracy of the full network, the
+    smallest one and a fixed set of random sub-networks (each BN-recalibrated, no fine-tuning);
+    any other network logs its own validation accuracy as ``val_acc_full``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        params: SupernetParams,
+        data: ServerData,
+        total_steps: int,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.p = params
+        self.data = data
+        self.total_steps = total_steps
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+        self.calibration = data.calibration_batches(params.recalibration_batches, 128, seed)
+        self.eval_archs = (
+            random_architectures(self.supernet.space, params.eval_subnets, seed)
+            if self.supernet is not None
+            else []
+        )
+        self.history: list[dict[str, float]] = []
+        self._losses: list[float] = []
+
+    @property
+    def supernet(self) -> SuperNet | None:
+        return self.net if isinstance(self.net, SuperNet) else None
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        x, y = batch
+        x = augment(x, self.p, self.generator)
+        if self.supernet is not None:
+            p = self.p
+            widths = sample_widths(
+                self.supernet.space, len(y), self.generator, p.full_fraction, p.smallest_fraction
+            )
+            logits = self.supernet(x, widths)
+        else:
+            logits = self.net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.p.label_smoothing)
+        self._losses.append(float(loss.detach()))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        scores = self.evaluate()
+        train_loss = statistics.fmean(self._losses) if self._losses else float("nan")
+        self._losses.clear()
+        self.history.append(
+            {"epoch": float(self.current_epoch), "train_loss": train_loss, **scores}
+        )
+        self.log_dict(scores, prog_bar=True)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        was_training = self.net.training
+        net = self.supernet
+        if net is None:
+            scores = {"val_acc_full": accuracy(self.net, self.data.val_x, self.data.val_y)}
+        else:
+            subnets = [score_subnet(net, a, self.data, self.calibration) for a in self.eval_archs]
+            scores = {
+                "val_acc_full": score_subnet(net, net.space.largest(), self.data, self.calibration),
+                "val_acc_smallest": score_subnet(
+                    net, net.space.smallest(), self.data, self.calibration
+                ),
+                "val_acc_median_subnet": statistics.median(subnets),
+            }
+            scores.update({f"val_acc_subnet{i}": a for i, a in enumerate(subnets)})
+        self.net.train(was_training)
+        return scores
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(
+            self.net.parameters(), lr=self.p.lr, weight_decay=self.p.weight_decay
+        )
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.p.lr, total_steps=self.total_steps, pct_start=0.15
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@dataclass
+class FitResult:
+    module: KwsModule
+    seconds: float
+    best_epoch: int
+    steps: int
+
+
+def fit(
+    net: nn.Module,
+    params: SupernetParams,
+    data: ServerData,
+    seed: int,
+    *,
+    loggers: Sequence[Any] = (),
+    checkpoint_dir: str | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Train ``net`` for ``params.epochs`` and restore the epoch with the best full-network
+    validation accuracy (Lightning checkpoint when ``checkpoint_dir`` is given)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    if params.num_threads:
+        torch.set_num_threads(params.num_threads)
+    loader = DataLoader(
+        TensorDataset(data.train_x, data.train_y),
+        batch_size=params.batch_size,
+        shuffle=True,
+        drop_last=len(data.train_y) > params.batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    module = KwsModule(net, params, data, params.epochs * len(loader), seed)
+    callbacks: list[Any] = []
+    if checkpoint_dir is not None:
+        callbacks.append(
+            L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=checkpoint_dir, monitor="val_acc_full", mode="max", save_top_k=1
+            )
+        )
+    trainer = L.Trainer(
+        max_epochs=params.epochs,
+        accelerator=params.accelerator,
+        devices=params.devices,
+        strategy=params.strategy,
+        logger=list(loggers) or False,
+        callbacks=callbacks,
+        enable_checkpointing=checkpoint_dir is not None,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=True,
+    )
+    start = time.perf_counter()
+    trainer.fit(module, loader)
+    seconds = time.perf_counter() - start
+    best_epoch = max(module.history, key=lambda h: h["val_acc_full"])["epoch"]
+    if callbacks and callbacks[0].best_model_path:
+        state = torch.load(callbacks[0].best_model_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+    return FitResult(module, seconds, int(best_epoch), trainer.global_step)
