@@ -192,6 +192,7 @@ def fit(
         enable_checkpointing=checkpoint_dir is not None,
         enable_progress_bar=progress,
         enable_model_summary=False,
+        log_every_n_steps=min(50, len(loader)),
         num_sanity_val_steps=0,
         deterministic=True,
     )
