@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,6 +51,7 @@ def main() -> None:
     test = load_server_data(Path(params.prepare.out_dir), split_eval="test")
     space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
 
+    torch.manual_seed(seed)
     net = SuperNet(space)
     net.norm.set_stats(data.train_x)
     print(f"training the super-network ({p.epochs} epochs) ...", flush=True)
@@ -59,6 +61,7 @@ def main() -> None:
     rows, records = [], []
     for i, widths in enumerate(spread_architectures(space, 8, seed)):
         inherited = recalibrate_batch_norm(extract_subnet(net, widths), calibration)
+        torch.manual_seed(seed)
         scratch = SubNetwork(space, widths)
         scratch.norm.set_stats(data.train_x)
         print(f"training sub-network {i + 1}/8 {widths} from scratch ...", flush=True)

@@ -116,13 +116,14 @@ class SupernetParams(Section):
     stages: list[StageParams] = Field(default_factory=_default_stages)
     stem_stride: Pair = (2, 4)
     width_step: Annotated[int, Field(gt=0)] = 8
-    epochs: Annotated[int, Field(ge=1)] = 20
+    epochs: Annotated[int, Field(ge=1)] = 40
     batch_size: Annotated[int, Field(ge=1)] = 64
-    lr: Annotated[float, Field(gt=0.0)] = 6e-3
+    lr: Annotated[float, Field(gt=0.0)] = 2e-2
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-2
     label_smoothing: Fraction = 0.05
-    full_fraction: Fraction = 0.5  # ODO: samples per batch that train the full network
+    full_fraction: Fraction = 0.125  # ODO: samples per batch that train the full network
     smallest_fraction: Fraction = 0.0  # ... and the smallest; the rest draw random widths
+    distill_weight: Fraction = 0.0  # in-place distillation from the full network (0 = off)
     time_masks: Annotated[int, Field(ge=0)] = 2  # SpecAugment
     time_mask_max: Annotated[int, Field(ge=0)] = 12
     freq_masks: Annotated[int, Field(ge=0)] = 2

@@ -100,6 +100,7 @@ def run(
     p = params.supernet
     data = load_server_data(workdir / params.prepare.out_dir)
     space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
+    torch.manual_seed(params.base.seed)  # weight init is part of the reproducible run
     net = SuperNet(space)
     net.norm.set_stats(data.train_x)
     log.info("super-network: %d layers, widths %s", space.num_layers, space.layer_channels)

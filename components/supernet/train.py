@@ -93,18 +93,28 @@ class KwsModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
         x = augment(x, self.p, self.generator)
+        p = self.p
         if self.supernet is not None:
-            p = self.p
             widths = sample_widths(
                 self.supernet.space, len(y), self.generator, p.full_fraction, p.smallest_fraction
             )
             logits = self.supernet(x, widths)
+            loss = F.cross_entropy(logits, y, label_smoothing=p.label_smoothing)
+            if p.distill_weight > 0:
+                loss = (1 - p.distill_weight) * loss + p.distill_weight * self._distill(x, logits)
         else:
-            logits = self.net(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.p.label_smoothing)
+            loss = F.cross_entropy(self.net(x), y, label_smoothing=p.label_smoothing)
         self._losses.append(float(loss.detach()))
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def _distill(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """In-place distillation: every sample's sub-network matches the full network's soft
+        prediction for that sample (the teacher pass is gradient-free)."""
+        assert self.supernet is not None
+        with torch.no_grad():
+            teacher = F.softmax(self.supernet(x), dim=1)
+        return F.kl_div(F.log_softmax(logits, dim=1), teacher, reduction="batchmean")
 
     def on_train_epoch_end(self) -> None:
         scores = self.evaluate()

@@ -55,3 +55,34 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(EdgelearnError, match=r"other\.ckpt: not an edgelearn super-network"):
         load_supernet(tmp_path / "other.ckpt")
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_training():
+    train_x, train_y = banded_data(128, 0)
+    data = ServerData(train_x, train_y, *banded_data(48, 1))
+    params = SupernetParams(epochs=1, batch_size=32, eval_subnets=1, recalibration_batches=1)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        net = SuperNet(SPACE)
+        net.norm.set_stats(train_x)
+        history = fit(net, params, data, seed=3).module.history
+        runs.append((history, net.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][k], v) for k, v in runs[1][1].items())
+
+
+def test_distillation_loss_is_zero_when_student_matches_teacher():
+    from components.supernet.train import KwsModule
+
+    train_x, train_y = banded_data(64, 0)
+    data = ServerData(train_x, train_y, train_x, train_y)
+    net = SuperNet(SPACE).eval()
+    module = KwsModule(net, SupernetParams(distill_weight=0.5), data, total_steps=1, seed=0)
+    x = train_x[:8]
+    with torch.no_grad():
+        same = module._distill(x, net(x))
+        other = module._distill(x, net(x, fixed_widths([8, 0, 8, 0], 8)))
+    assert abs(float(same)) < 1e-6
+    assert float(other) > 1e-4

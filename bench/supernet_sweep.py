@@ -1,0 +1,63 @@
+"""Super-network training sweep: inherited-weight accuracy of fixed architectures per setting.
+
+Each argument is a JSON object of `supernet` overrides; for each, the super-network is trained
+and 7 fixed sub-networks (from bench/supernet.py's spread at the default seed) are scored with
+inherited weights after BN recalibration. This is how the defaults in params.yaml were chosen.
+
+    python bench/supernet_sweep.py '{"full_fraction": 0.5}' '{"full_fraction": 0.125, "epochs": 40}'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import quiet, save, table  # noqa: E402
+from components.config import load_params  # noqa: E402
+from components.data.labels import CLASSES  # noqa: E402
+from components.supernet.data import load_server_data  # noqa: E402
+from components.supernet.model import SuperNet  # noqa: E402
+from components.supernet.train import fit, score_subnet, space_from_params  # noqa: E402
+
+ARCHS = [
+    [16, 8, 16, 24, 0, 8], [8, 8, 32, 48, 8, 0], [16, 24, 16, 32, 16, 8],
+    [32, 16, 16, 24, 24, 16], [32, 8, 8, 24, 56, 40], [32, 16, 32, 16, 48, 24],
+    [32, 32, 32, 64, 64, 64],
+]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="+", help="JSON objects of supernet overrides")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    quiet()
+    params = load_params(args.params)
+    data = load_server_data(Path(params.prepare.out_dir))
+    rows, records = [], []
+    for text in args.overrides:
+        p = params.supernet.model_copy(update=json.loads(text))
+        space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
+        torch.manual_seed(params.base.seed)
+        net = SuperNet(space)
+        net.norm.set_stats(data.train_x)
+        result = fit(net, p, data, params.base.seed)
+        accs = [score_subnet(net, a, data, result.module.calibration) for a in ARCHS]
+        records.append({"overrides": json.loads(text), "inherited_val": accs,
+                        "seconds": result.seconds})  # fmt: skip
+        rows.append([text, " ".join(f"{a:.1f}" for a in accs), f"{statistics.median(accs):.1f}",
+                     f"{result.seconds:.0f}"])  # fmt: skip
+        print(rows[-1], flush=True)
+    print(table(["overrides", "inherited val % (7 archs)", "median", "train s"], rows))
+    print(f"\nwritten {save('supernet_sweep', {'archs': ARCHS, 'runs': records})}")
+
+
+if __name__ == "__main__":
+    main()
