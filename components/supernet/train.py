@@ -20,13 +20,11 @@ from components.supernet.augment import augment
 from components.supernet.data import ServerData
 from components.supernet.evaluate import accuracy, recalibrate_batch_norm
 from components.supernet.model import SuperNet, sample_widths
-from components.supernet.space import SearchSpace
+from components.supernet.space import SearchSpace, StageSpec
 from components.supernet.subnet import extract_subnet
 
 
 def space_from_params(p: SupernetParams, n_mels: int, frames: int, num_classes: int) -> SearchSpace:
-    from components.supernet.space import StageSpec
-
     stages = tuple(StageSpec(s.channels, s.blocks, s.stride) for s in p.stages)
     return SearchSpace(
         n_mels=n_mels,
