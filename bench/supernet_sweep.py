@@ -37,18 +37,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="+", help="JSON objects of supernet overrides")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--seed", type=int, default=None, help="default: base.seed")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     args = parser.parse_args()
     quiet()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     params = load_params(args.params)
+    seed = params.base.seed if args.seed is None else args.seed
     data = load_server_data(Path(params.prepare.out_dir))
     rows, records = [], []
     for text in args.overrides:
         p = params.supernet.model_copy(update=json.loads(text))
         space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
-        torch.manual_seed(params.base.seed)
+        torch.manual_seed(seed)
         net = SuperNet(space)
         net.norm.set_stats(data.train_x)
-        result = fit(net, p, data, params.base.seed)
+        result = fit(net, p, data, seed)
         accs = [score_subnet(net, a, data, result.module.calibration) for a in ARCHS]
         records.append({"overrides": json.loads(text), "inherited_val": accs,
                         "seconds": result.seconds})  # fmt: skip

@@ -116,7 +116,7 @@ class SupernetParams(Section):
     stages: list[StageParams] = Field(default_factory=_default_stages)
     stem_stride: Pair = (2, 4)
     width_step: Annotated[int, Field(gt=0)] = 8
-    epochs: Annotated[int, Field(ge=1)] = 40
+    epochs: Annotated[int, Field(ge=1)] = 60
     batch_size: Annotated[int, Field(ge=1)] = 64
     lr: Annotated[float, Field(gt=0.0)] = 2e-2
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-2
