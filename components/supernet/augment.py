@@ -10,10 +10,11 @@ from components.config import SupernetParams
 def augment(
     x: torch.Tensor, p: SupernetParams, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Return an augmented copy of (batch, n_mels, frames) *normalized-scale* features.
+    """Return an augmented copy of a (batch, n_mels, frames) log-mel batch.
 
-    Masks fill with each clip's own mean, so they carry no information (SpecAugment, Park et al.
-    2019, with mean instead of zero fill because features here are un-normalized log-mel).
+    A random circular time shift, then SpecAugment time and frequency masks (Park et al. 2019).
+    The batch is raw log-mel (the network standardizes it itself), where 0 is a loud value, so
+    masks fill with each clip's own mean instead of zero and carry no information.
     """
     b, n_mels, frames = x.shape
     out = x.clone()

@@ -16,10 +16,11 @@ from components.config import Params
 from components.data.labels import CLASSES
 from components.errors import EdgelearnError
 from components.supernet.data import ServerData, load_server_data
+from components.supernet.evaluate import accuracy, recalibrate_batch_norm
 from components.supernet.model import SuperNet
 from components.supernet.space import SearchSpace, count_macs
 from components.supernet.subnet import count_parameters, extract_subnet
-from components.supernet.train import fit, random_architectures, score_subnet, space_from_params
+from components.supernet.train import fit, random_architectures, space_from_params
 
 log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "edgelearn.supernet/1"
@@ -82,12 +83,13 @@ def sample_subnets(
         if tuple(widths) in seen:
             continue
         seen.add(tuple(widths))
+        sub = recalibrate_batch_norm(extract_subnet(net, widths), calibration)
         out.append(
             {
                 "widths": widths,
                 "macs": count_macs(space, widths),
-                "params": count_parameters(extract_subnet(net, widths)),
-                "val_acc": score_subnet(net, widths, data, calibration),
+                "params": count_parameters(sub),
+                "val_acc": accuracy(sub, data.val_x, data.val_y),
                 "kind": "uniform" if widths in uniform else "random",
             }
         )
