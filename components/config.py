@@ -146,6 +146,47 @@ class SupernetParams(Section):
         return self
 
 
+class SearchParams(Section):
+    """NetAdaptV2 multi-layer coordinate descent over the super-network, on measured latency."""
+
+    profile: str = "cpu-1thread"  # a name under configs/devices/ or a path to a profile YAML
+    budget_ms: Annotated[float, Field(gt=0.0)] | None = None  # overrides the profile's budget
+    budget_fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # ... of the full net
+    lut_import: str | None = None  # a lut.json measured elsewhere (e.g. on a phone): no measuring
+    lut_width_stride: Annotated[int, Field(ge=1)] = 1  # measure every k-th width, interpolate
+    lut_check_archs: Annotated[int, Field(ge=0)] = 8  # whole-network checks of the table
+    candidates: Annotated[int, Field(ge=1)] = 8  # J proposals per iteration
+    layers_per_candidate: Annotated[int, Field(ge=1)] = 2
+    step_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05  # first latency cut / full
+    step_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.96
+    max_iterations: Annotated[int, Field(ge=1)] = 100
+    eval_split: Literal["val"] = "val"  # held-out server split that scores candidates
+    eval_clips: Annotated[int, Field(ge=0)] = 0  # 0 = the whole split
+    netadapt_v1: bool = False  # also run the NetAdapt v1 baseline (slow; bench/search.py does)
+    v1_finetune_steps: Annotated[int, Field(ge=0)] = 40  # short-term fine-tune per v1 proposal
+    train_epochs: Annotated[int, Field(ge=1)] = 40  # training of the discovered network
+    train_baselines: bool = True  # train the uniform and random winners the same way
+    out: str = "models/searched.pt"
+
+
+class FinetuneParams(Section):
+    """Federated fine-tuning on Flower's simulation engine with PVT and OMC."""
+
+    init: str = "models/searched.pt"
+    out: str = "models/final.pt"
+    rounds: Annotated[int, Field(ge=1)] = 20
+    clients_per_round: Annotated[int, Field(ge=1)] = 10
+
+
+class ExportParams(Section):
+    """ONNX export of the final model: audio in, class scores out, fp32 and int8."""
+
+    model: str = "models/final.pt"
+    out_dir: str = "export"
+    opset: Annotated[int, Field(ge=17)] = 18
+    registered_model_name: str = "edgelearn-kws"
+
+
 class ScheduleParams(Section):
     cron: str = "0 2 * * *"
     timezone: str = "UTC"
@@ -157,6 +198,9 @@ class Params(Section):
     features: FeatureParams = FeatureParams()
     prepare: PrepareParams = PrepareParams()
     supernet: SupernetParams = SupernetParams()
+    search: SearchParams = SearchParams()
+    finetune: FinetuneParams = FinetuneParams()
+    export: ExportParams = ExportParams()
     schedule: ScheduleParams = ScheduleParams()
 
 

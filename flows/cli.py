@@ -32,6 +32,9 @@ STAGES = {
     "corpus": "flows.corpus:corpus_flow",
     "prepare": "flows.prepare:prepare_flow",
     "supernet": "flows.supernet:supernet_flow",
+    "search": "flows.search:search_flow",
+    "finetune": "flows.finetune:finetune_flow",
+    "export": "flows.export:export_flow",
 }
 USER_ERROR_EXIT = 2
 

@@ -1,0 +1,179 @@
+"""Latency measured on the target device: device profiles and the ONNX Runtime timing harness.
+
+A device profile (``configs/devices/<name>.yaml``) says how to measure: engine, execution provider,
+threads, warm-up and repeat counts, the noise limit and the latency budget. ``measure`` times an ONNX
+model at batch 1 and refuses to return a figure whose spread says the machine was too busy.
+"""
+
+from __future__ import annotations
+
+import io
+import statistics
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from components.errors import ConfigError, EdgelearnError
+
+DEVICES_DIR = Path(__file__).resolve().parent.parent / "configs" / "devices"
+
+
+class NoisyMeasurementError(EdgelearnError):
+    """The timings of every attempt spread too widely to be trusted."""
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    ms: Annotated[float, Field(gt=0.0)] | None = None
+    fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Budget:
+        if (self.ms is None) == (self.fraction is None):
+            raise ValueError("give exactly one of `ms` or `fraction`")
+        return self
+
+    def resolve(self, full_latency_ms: float) -> float:
+        return self.ms if self.ms is not None else float(self.fraction or 0.0) * full_latency_ms
+
+
+class DeviceProfile(BaseModel):
+    """How to measure latency on one device; see ``configs/devices/``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: str
+    description: str = ""
+    engine: Literal["onnxruntime"] = "onnxruntime"
+    execution_provider: str = "CPUExecutionProvider"
+    threads: Annotated[int, Field(ge=1)] = 1
+    warmup: Annotated[int, Field(ge=0)] = 50
+    repeats: Annotated[int, Field(ge=5)] = 300
+    max_spread: Annotated[float, Field(gt=0.0)] = 0.25
+    retries: Annotated[int, Field(ge=0)] = 4
+    budget: Budget = Budget(fraction=0.5)
+
+
+def known_profiles(directory: Path = DEVICES_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str, directory: Path = DEVICES_DIR) -> DeviceProfile:
+    """A profile by registry name (``configs/devices/<name>.yaml``) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = directory / f"{name_or_path}.yaml"
+        if not path.is_file():
+            known = ", ".join(known_profiles(directory)) or "(none)"
+            raise ConfigError(
+                f"search.profile: unknown device profile '{name_or_path}'; known profiles: {known} "
+                f"(in {directory}), or give a path to a profile YAML"
+            )
+    try:
+        data = yaml.safe_load(path.read_text())
+        return DeviceProfile.model_validate(data)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in err.errors()
+        )
+        raise ConfigError(f"{path}: invalid device profile: {problems}") from None
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Batch-1 latency of one model: median and spread over ``repeats`` timed runs."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+    attempts: int
+
+    @property
+    def spread(self) -> float:
+        return (self.p90_ms - self.p10_ms) / self.median_ms
+
+    def to_dict(self) -> dict[str, float]:
+        return {**asdict(self), "spread": self.spread}
+
+
+def onnx_bytes(model: Any, example: tuple[Any, ...], opset: int = 18) -> bytes:
+    """Serialize a torch module to ONNX in memory (TorchScript exporter: ~0.1 s for a subnet,
+    versus ~2 s with dynamo; the export stage uses dynamo for the shipped graph)."""
+    import torch
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.eval(), example, buf, dynamo=False, opset_version=opset,
+            input_names=["input"], output_names=["output"],
+        )  # fmt: skip
+    return buf.getvalue()
+
+
+def session(model: bytes | str | Path, profile: DeviceProfile) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = profile.threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    available = ort.get_available_providers()
+    if profile.execution_provider not in available:
+        raise ConfigError(
+            f"device profile '{profile.name}': execution provider {profile.execution_provider} "
+            f"is not available here (available: {', '.join(available)})"
+        )
+    return ort.InferenceSession(source, opts, providers=[profile.execution_provider])
+
+
+def measure(
+    model: bytes | str | Path,
+    feed: dict[str, np.ndarray],
+    profile: DeviceProfile,
+    what: str = "model",
+) -> Latency:
+    """Time ``model`` on ``feed`` (batch 1): warm-up, then ``repeats`` single runs.
+
+    Returns the median and the 10th/90th percentiles. When (p90 - p10) / median exceeds the
+    profile's ``max_spread`` the attempt is repeated up to ``retries`` times; if no attempt is
+    quiet enough, raises ``NoisyMeasurementError`` rather than report a figure that cannot be
+    trusted.
+    """
+    sess = session(model, profile)
+    spreads = []
+    for attempt in range(1, profile.retries + 2):
+        for _ in range(profile.warmup):
+            sess.run(None, feed)
+        times = np.empty(profile.repeats)
+        for i in range(profile.repeats):
+            start = time.perf_counter()
+            sess.run(None, feed)
+            times[i] = time.perf_counter() - start
+        p10, median, p90 = (float(v) * 1e3 for v in np.percentile(times, [10, 50, 90]))
+        result = Latency(median, p10, p90, profile.repeats, attempt)
+        if result.spread <= profile.max_spread:
+            return result
+        spreads.append(result.spread)
+    raise NoisyMeasurementError(
+        f"latency of {what} on '{profile.name}': timings too noisy to trust "
+        f"((p90-p10)/median = {', '.join(f'{s:.2f}' for s in spreads)} over "
+        f"{len(spreads)} attempts, limit {profile.max_spread}); is something else running?"
+    )
+
+
+def median_of(values: list[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
