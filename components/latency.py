@@ -1,13 +1,15 @@
 """Latency measured on the target device: device profiles and the ONNX Runtime timing harness.
 
-A device profile (``configs/devices/<name>.yaml``) says how to measure: engine, execution provider,
-threads, warm-up and repeat counts, the noise limit and the latency budget. ``measure`` times an ONNX
-model at batch 1 and refuses to return a figure whose spread says the machine was too busy.
+A device profile (``configs/devices/<name>.yaml``) says how to measure: engine, execution
+provider, threads, warm-up and repeat counts, the noise limit and the latency budget. ``measure``
+times an ONNX model at batch 1 and refuses to return a figure whose spread says the machine was
+too busy.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import statistics
 import time
 import warnings
@@ -21,7 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from components.errors import ConfigError, EdgelearnError
 
-DEVICES_DIR = Path(__file__).resolve().parent.parent / "configs" / "devices"
+PACKAGE_DEVICES_DIR = Path(__file__).resolve().parent.parent / "configs" / "devices"
+
+
+def devices_dir() -> Path:
+    """The profile registry: ``configs/devices/`` of the project being run (the working
+    directory, as DVC runs stages there), else the one shipped next to the package."""
+    local = Path("configs") / "devices"
+    return local if local.is_dir() else PACKAGE_DEVICES_DIR
 
 
 class NoisyMeasurementError(EdgelearnError):
@@ -55,18 +64,21 @@ class DeviceProfile(BaseModel):
     execution_provider: str = "CPUExecutionProvider"
     threads: Annotated[int, Field(ge=1)] = 1
     warmup: Annotated[int, Field(ge=0)] = 50
-    repeats: Annotated[int, Field(ge=5)] = 300
-    max_spread: Annotated[float, Field(gt=0.0)] = 0.25
+    repeats: Annotated[int, Field(ge=5)] = 200
+    min_sample_ms: Annotated[float, Field(ge=0.0)] = 1.0  # batch runs into samples this long
+    max_spread: Annotated[float, Field(gt=0.0)] = 0.1
     retries: Annotated[int, Field(ge=0)] = 4
     budget: Budget = Budget(fraction=0.5)
 
 
-def known_profiles(directory: Path = DEVICES_DIR) -> list[str]:
+def known_profiles(directory: Path | None = None) -> list[str]:
+    directory = directory or devices_dir()
     return sorted(p.stem for p in directory.glob("*.yaml"))
 
 
-def load_profile(name_or_path: str, directory: Path = DEVICES_DIR) -> DeviceProfile:
+def load_profile(name_or_path: str, directory: Path | None = None) -> DeviceProfile:
     """A profile by registry name (``configs/devices/<name>.yaml``) or by path to a YAML file."""
+    directory = directory or devices_dir()
     path = Path(name_or_path)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = directory / f"{name_or_path}.yaml"
@@ -95,13 +107,18 @@ class Latency:
 
     median_ms: float
     p10_ms: float
+    p25_ms: float
+    p75_ms: float
     p90_ms: float
     repeats: int
+    runs_per_sample: int
     attempts: int
 
     @property
     def spread(self) -> float:
-        return (self.p90_ms - self.p10_ms) / self.median_ms
+        """Interquartile range over the median: robust to the few runs another process preempts,
+        but large when the machine is busy for a good part of the measurement."""
+        return (self.p75_ms - self.p25_ms) / self.median_ms
 
     def to_dict(self) -> dict[str, float]:
         return {**asdict(self), "spread": self.spread}
@@ -148,12 +165,16 @@ def measure(
 ) -> Latency:
     """Time ``model`` on ``feed`` (batch 1): warm-up, then ``repeats`` single runs.
 
-    Returns the median and the 10th/90th percentiles. When (p90 - p10) / median exceeds the
+    Each of the ``repeats`` samples times enough back-to-back runs to last ``min_sample_ms`` and
+    divides. Returns the median and percentiles per run. When (p75 - p25) / median exceeds the
     profile's ``max_spread`` the attempt is repeated up to ``retries`` times; if no attempt is
     quiet enough, raises ``NoisyMeasurementError`` rather than report a figure that cannot be
     trusted.
     """
     sess = session(model, profile)
+    for _ in range(max(1, profile.warmup)):
+        sess.run(None, feed)
+    inner = _runs_per_sample(sess, feed, profile.min_sample_ms)
     spreads = []
     for attempt in range(1, profile.retries + 2):
         for _ in range(profile.warmup):
@@ -161,18 +182,32 @@ def measure(
         times = np.empty(profile.repeats)
         for i in range(profile.repeats):
             start = time.perf_counter()
-            sess.run(None, feed)
-            times[i] = time.perf_counter() - start
-        p10, median, p90 = (float(v) * 1e3 for v in np.percentile(times, [10, 50, 90]))
-        result = Latency(median, p10, p90, profile.repeats, attempt)
+            for _ in range(inner):
+                sess.run(None, feed)
+            times[i] = (time.perf_counter() - start) / inner
+        p10, p25, median, p75, p90 = (
+            float(v) * 1e3 for v in np.percentile(times, [10, 25, 50, 75, 90])
+        )
+        result = Latency(median, p10, p25, p75, p90, profile.repeats, inner, attempt)
         if result.spread <= profile.max_spread:
             return result
         spreads.append(result.spread)
     raise NoisyMeasurementError(
         f"latency of {what} on '{profile.name}': timings too noisy to trust "
-        f"((p90-p10)/median = {', '.join(f'{s:.2f}' for s in spreads)} over "
+        f"((p75-p25)/median = {', '.join(f'{s:.2f}' for s in spreads)} over "
         f"{len(spreads)} attempts, limit {profile.max_spread}); is something else running?"
     )
+
+
+def _runs_per_sample(sess: Any, feed: dict[str, np.ndarray], min_sample_ms: float) -> int:
+    """How many back-to-back runs make one timed sample of at least ``min_sample_ms``: timing a
+    20 microsecond run alone mostly measures timer and scheduler jitter."""
+    start = time.perf_counter()
+    probes = 20
+    for _ in range(probes):
+        sess.run(None, feed)
+    single_ms = (time.perf_counter() - start) * 1e3 / probes
+    return max(1, math.ceil(min_sample_ms / max(single_ms, 1e-6)))
 
 
 def median_of(values: list[float]) -> float:

@@ -15,7 +15,7 @@ from components.io import write_text_atomic
 SMOKE_PARAMS = "configs/smoke.yaml"
 # What a stage needs besides the installed package: the stage graph and the code it lists as deps.
 PROJECT_FILES = ("dvc.yaml", ".dvcignore")
-PROJECT_DIRS = ("components", "data/external")
+PROJECT_DIRS = ("components", "configs/devices", "data/external")
 
 
 def create_workspace(

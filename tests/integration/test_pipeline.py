@@ -22,6 +22,9 @@ PREPARE_KEYS = {
 }  # fmt: skip
 
 
+STAGES = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+
+
 def run(cmd: list[str], ws: Path, env: dict[str, str], timeout: int = 900):
     return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
 
@@ -45,7 +48,7 @@ def test_pipeline_writes_outputs_and_metrics(smoke):
     assert metrics["num_clients"] == 6 and metrics["num_classes"] == 12
     assert metrics["num_speakers"] == 18 and metrics["num_rejected_files"] == 0
     lock = yaml.safe_load((ws / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"corpus", "prepare", "supernet"}
+    assert set(lock["stages"]) == STAGES
     assert (ws / "data/prepared/features.npy").is_file()
     assert "edgelearn pipeline finished" in proc.stdout
 
@@ -63,7 +66,7 @@ def test_mlflow_has_parent_and_nested_stage_runs(smoke):
         for r in runs
         if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     }
-    assert set(children) == {"corpus", "prepare", "supernet"}
+    assert set(children) == STAGES
     lock = yaml.safe_load((ws / "dvc.lock").read_text())["stages"]
     corpus_md5 = lock["corpus"]["outs"][0]["md5"]
     prepare = children["prepare"]
@@ -96,7 +99,7 @@ def test_prefect_recorded_completed_flow_runs(smoke, prefect_api):
     by_name = {}
     for name, run_id, state in seen:
         by_name.setdefault(name, []).append((run_id, state))
-    for name in ("edgelearn-pipeline", "corpus", "prepare", "supernet"):
+    for name in ("edgelearn-pipeline", *sorted(STAGES)):
         assert by_name.get(name), f"no {name} flow run in {sorted(by_name)}"
         assert all(state == "COMPLETED" for _, state in by_name[name])
     prepare_run = mlflow.MlflowClient(uri).search_runs(
@@ -132,6 +135,40 @@ def test_supernet_stage_outputs_and_curves(smoke):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "supernet")}
     assert {"supernet/accuracy_vs_macs.png", "supernet/training_curves.png"} <= artifacts
     assert run.data.tags["dvc.in.data/prepared"]
+
+
+SEARCH_KEYS = {
+    "latency_budget_ms", "predicted_latency_ms", "measured_latency_ms", "lut_error_pct", "val_acc",
+    "uniform_baseline_val_acc", "candidates_evaluated", "search_seconds",
+}  # fmt: skip
+
+
+def test_search_stage_outputs(smoke):
+    ws, uri, _ = smoke
+    from components.search.lut import LatencyTable
+    from components.supernet.subnet import load_subnet_file
+
+    metrics = json.loads((ws / "metrics/search.json").read_text())
+    assert set(metrics) >= SEARCH_KEYS
+    arch = json.loads((ws / "search/arch.json").read_text())
+    model, payload = load_subnet_file(ws / "models/searched.pt")
+    assert model.widths == arch["widths"] and payload["arch"]["widths"] == arch["widths"]
+    assert metrics["predicted_latency_ms"] <= metrics["latency_budget_ms"] + 1e-9
+    lut = LatencyTable.load(ws / "search/lut.json", model.space)
+    assert lut.predict(arch["widths"]) == pytest.approx(metrics["predicted_latency_ms"], abs=1e-5)
+    history = json.loads((ws / "search/history.json").read_text())
+    assert {"mcd", "random", "uniform"} <= set(history)
+    # as many random draws as MCD evaluated, unless fewer architectures fit the budget at all
+    assert 0 < history["random"]["candidates_evaluated"] <= metrics["candidates_evaluated"]
+    assert (ws / "search/pareto.png").stat().st_size > 10_000
+    client = mlflow.MlflowClient(uri)
+    run = client.search_runs(
+        [client.get_experiment_by_name("edgelearn").experiment_id],
+        filter_string="tags.`edgelearn.stage` = 'search'",
+    )[0]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "search")}
+    assert {"search/pareto.png", "search/lut.json", "search/arch.json"} <= artifacts
+    assert run.data.params["search.profile"] == "cpu-1thread-quick"
 
 
 def test_second_repro_is_up_to_date(smoke, stage_env):

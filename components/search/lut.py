@@ -1,0 +1,183 @@
+"""Per-layer latency lookup tables measured on the device.
+
+With channel-level bypass connections every searchable layer keeps its input width (its dropped
+channels pass through), so a layer's latency depends only on its own width. The table therefore
+holds, per layer and width, the latency that layer adds to the network, and predicts a network as
+
+    latency(widths) = base_ms + sum_i layer_ms[i][widths[i]]
+
+where ``base_ms`` is the measured latency of the network with every searchable layer removed (stem,
+transitions, head and the engine's per-call overhead) and ``layer_ms[i][w]`` is the measured latency
+of the network with only layer ``i`` at width ``w`` minus ``base_ms``. Measuring each entry inside
+the network rather than as a lone operator keeps the per-call overhead out of the sum (it would be
+counted once per layer otherwise). Widths between measured grid points are linearly interpolated.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from components.errors import ConfigError
+from components.io import write_json_atomic
+from components.latency import DeviceProfile, Latency, measure, onnx_bytes
+from components.supernet.model import SuperNet
+from components.supernet.space import SearchSpace
+from components.supernet.subnet import extract_subnet
+
+LUT_FORMAT = "edgelearn.lut/1"
+
+
+@dataclass
+class LatencyTable:
+    """``base_ms`` plus, per layer, the milliseconds each width adds (width 0 adds nothing)."""
+
+    space: SearchSpace
+    device: dict[str, Any]
+    base_ms: float
+    layer_ms: list[dict[int, float]]
+    measured_widths: list[list[int]]  # the grid actually measured; the rest is interpolated
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, widths: Sequence[int]) -> float:
+        return self.base_ms + sum(self.layer_ms[i][int(w)] for i, w in enumerate(widths))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": LUT_FORMAT,
+            "device": self.device,
+            "space": self.space.to_dict(),
+            "base_ms": self.base_ms,
+            "layers": [
+                {
+                    "layer": i,
+                    "channels": self.space.layer_channels[i],
+                    "measured_widths": self.measured_widths[i],
+                    "ms": {str(w): v for w, v in sorted(entries.items())},
+                }
+                for i, entries in enumerate(self.layer_ms)
+            ],
+            "info": self.info,
+        }
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<dict>") -> LatencyTable:
+        if not isinstance(data, dict) or data.get("format") != LUT_FORMAT:
+            raise ConfigError(f"{source}: not an edgelearn latency table (format {LUT_FORMAT})")
+        try:
+            space = SearchSpace.from_dict(data["space"])
+            layers = sorted(data["layers"], key=lambda d: d["layer"])
+            layer_ms = [{int(w): float(v) for w, v in d["ms"].items()} for d in layers]
+            measured = [[int(w) for w in d.get("measured_widths", [])] for d in layers]
+            table = cls(space, dict(data["device"]), float(data["base_ms"]), layer_ms, measured,
+                        dict(data.get("info", {})))  # fmt: skip
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"{source}: malformed latency table ({err!r})") from None
+        if len(layer_ms) != space.num_layers:
+            raise ConfigError(f"{source}: {len(layer_ms)} layers, the space has {space.num_layers}")
+        for i in range(space.num_layers):
+            missing = set(space.width_choices(i)) - set(table.layer_ms[i])
+            if missing:
+                raise ConfigError(f"{source}: layer {i} has no entry for widths {sorted(missing)}")
+        return table
+
+    @classmethod
+    def load(cls, path: Path, space: SearchSpace | None = None) -> LatencyTable:
+        """Read a table (e.g. one measured on a phone); with ``space``, refuse one for another."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: latency table not found")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: not valid JSON ({err})") from None
+        table = cls.from_dict(data, str(path))
+        if space is not None and table.space.to_dict() != space.to_dict():
+            raise ConfigError(
+                f"{path}: the table was measured for another search space "
+                f"(layers {table.space.layer_channels}, this super-network has "
+                f"{space.layer_channels}); measure it again"
+            )
+        return table
+
+
+def measurement_grid(choices: Sequence[int], stride: int) -> list[int]:
+    """Non-zero widths to measure: every ``stride``-th choice, always the smallest and largest."""
+    nonzero = [w for w in choices if w > 0]
+    grid = set(nonzero[::stride]) | {nonzero[0], nonzero[-1]}
+    return sorted(grid)
+
+
+def interpolate(measured: dict[int, float], choices: Sequence[int]) -> dict[int, float]:
+    """Linear interpolation over the measured widths (width 0 is exactly 0: the layer is gone)."""
+    xs = sorted(measured)
+    ys = [measured[w] for w in xs]
+    out = {0: 0.0}
+    for w in choices:
+        if w > 0:
+            out[w] = measured[w] if w in measured else float(np.interp(w, xs, ys))
+    return out
+
+
+def network_latency(
+    net: SuperNet, widths: Sequence[int], profile: DeviceProfile, measurer: Callable[..., Latency]
+) -> Latency:
+    """Measure one sub-network of ``net`` (extracted, exported to ONNX) at batch 1."""
+    sub = extract_subnet(net, list(widths)).eval()
+    example = torch.zeros(1, net.space.n_mels, net.space.frames)
+    model = onnx_bytes(sub, (example,))
+    return measurer(model, {"input": example.numpy()}, profile, what=f"widths {list(widths)}")
+
+
+def build_table(
+    net: SuperNet,
+    profile: DeviceProfile,
+    width_stride: int = 1,
+    measurer: Callable[..., Latency] = measure,
+    progress: Callable[[int, int], None] | None = None,
+) -> LatencyTable:
+    """Measure the table on this machine: the base network, then each layer at each grid width."""
+    space = net.space
+    layers = range(space.num_layers)
+    grids = [measurement_grid(space.width_choices(i), width_stride) for i in layers]
+    total = 1 + sum(len(g) for g in grids)
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    zeros = [0] * space.num_layers
+    base = network_latency(net, zeros, profile, measurer).median_ms
+    tick()
+    layer_ms = []
+    for i, grid in enumerate(grids):
+        measured = {}
+        for w in grid:
+            widths = list(zeros)
+            widths[i] = w
+            measured[w] = network_latency(net, widths, profile, measurer).median_ms - base
+            tick()
+        layer_ms.append(interpolate(measured, space.width_choices(i)))
+    info = {
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "method": "in-network differences against the all-removed network, batch 1",
+        "width_stride": width_stride,
+    }
+    return LatencyTable(space, profile.model_dump(), base, layer_ms, grids, info)

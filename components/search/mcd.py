@@ -1,0 +1,268 @@
+"""NetAdaptV2's multi-layer coordinate descent (MCD) and the baselines that share its interfaces.
+
+The optimizer sees the network only through two interfaces: a ``LatencyPredictor`` (the device's
+lookup table) and an ``AccuracyEvaluator`` (the super-network's inherited weights after batch-norm
+recalibration, on a held-out split). It takes an injected ``numpy.random.Generator``, so with stub
+interfaces and a seeded generator a run is exact and testable.
+
+One MCD iteration (Yang et al., CVPR 2021; the unpublished details are our reading, see
+METHODS.md):
+
+1. set a latency target ``R_t = max(budget, R_{t-1} - dR_t)`` with ``dR_t = step_fraction *
+   R_0 * step_decay ** (t - 1)`` (``R_0`` the full network's predicted latency);
+2. propose ``J = candidates`` architectures: each picks ``layers_per_candidate`` random layers of
+   the current architecture that still have channels and shrinks them, one random layer at a time
+   by one width step, until the predicted latency meets the target (when all picked layers are
+   at 0, one more random layer joins); a candidate that cannot meet the target is dropped;
+3. score every candidate with the evaluator, keep the most accurate (ties: the faster one).
+
+It stops at the first iteration whose kept architecture meets the budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from components.errors import EdgelearnError
+from components.io import write_json_atomic
+
+Widths = tuple[int, ...]
+
+
+class LatencyPredictor(Protocol):
+    def predict(self, widths: Sequence[int]) -> float: ...
+
+
+class AccuracyEvaluator(Protocol):
+    def evaluate(self, widths: Sequence[int]) -> float: ...
+
+
+class SearchError(EdgelearnError):
+    """The budget cannot be met in this search space."""
+
+
+@dataclass(frozen=True)
+class MCDConfig:
+    candidates: int = 16
+    layers_per_candidate: int = 2
+    step_fraction: float = 0.1
+    step_decay: float = 0.96
+    max_iterations: int = 100
+
+
+@dataclass
+class Candidate:
+    widths: list[int]
+    predicted_ms: float
+    accuracy: float
+    iteration: int
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SearchOutcome:
+    """The result of one search method: its winner and every candidate it evaluated."""
+
+    method: str
+    widths: list[int]
+    predicted_ms: float
+    accuracy: float
+    evaluated: list[Candidate]
+    seconds: float
+    iterations: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def candidates_evaluated(self) -> int:
+        return len(self.evaluated)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "widths": self.widths,
+            "predicted_ms": self.predicted_ms,
+            "accuracy": self.accuracy,
+            "candidates_evaluated": self.candidates_evaluated,
+            "seconds": self.seconds,
+            "iterations": self.iterations,
+            "evaluated": [c.to_dict() for c in self.evaluated],
+        }
+
+
+class CachedEvaluator:
+    """Scores each architecture once; ``calls`` counts the distinct evaluations."""
+
+    def __init__(self, evaluator: AccuracyEvaluator) -> None:
+        self.evaluator = evaluator
+        self.cache: dict[Widths, float] = {}
+
+    def evaluate(self, widths: Sequence[int]) -> float:
+        key = tuple(int(w) for w in widths)
+        if key not in self.cache:
+            self.cache[key] = float(self.evaluator.evaluate(list(key)))
+        return self.cache[key]
+
+
+def _shrink_to_target(
+    widths: list[int],
+    choices: Sequence[Sequence[int]],
+    predictor: LatencyPredictor,
+    target: float,
+    layers: int,
+    rng: np.random.Generator,
+) -> list[int] | None:
+    """One MCD proposal: shrink ``layers`` random layers until ``target`` is met, one width step
+    at a time on a layer drawn at random among them (so each layer loses a random number of
+    steps)."""
+    w = list(widths)
+    alive = [i for i, x in enumerate(w) if x > 0]
+    if not alive:
+        return None
+    picked = [int(i) for i in rng.choice(alive, size=min(layers, len(alive)), replace=False)]
+    while predictor.predict(w) > target:
+        shrinkable = [i for i in picked if w[i] > 0]
+        if not shrinkable:
+            rest = [i for i, x in enumerate(w) if x > 0 and i not in picked]
+            if not rest:
+                return None  # every layer removed and still too slow
+            picked.append(int(rng.choice(rest)))
+            continue
+        i = int(rng.choice(shrinkable))
+        options = [c for c in choices[i] if c < w[i]]
+        w[i] = max(options)
+    return w
+
+
+def multi_layer_coordinate_descent(
+    choices: Sequence[Sequence[int]],
+    predictor: LatencyPredictor,
+    evaluator: AccuracyEvaluator,
+    budget_ms: float,
+    rng: np.random.Generator,
+    config: MCDConfig = MCDConfig(),
+    start: Sequence[int] | None = None,
+    history_path: Path | None = None,
+    on_iteration: Callable[[dict[str, Any]], None] | None = None,
+) -> SearchOutcome:
+    """Search from ``start`` (default: the largest widths) down to ``budget_ms``.
+
+    After every iteration the history so far is written atomically to ``history_path``.
+    """
+    t0 = time.perf_counter()
+    scorer = evaluator if isinstance(evaluator, CachedEvaluator) else CachedEvaluator(evaluator)
+    current = list(start) if start is not None else [max(c) for c in choices]
+    r0 = predictor.predict(current)
+    latency = r0
+    accuracy = scorer.evaluate(current)
+    evaluated: list[Candidate] = [Candidate(list(current), latency, accuracy, 0, "mcd")]
+    iterations: list[dict[str, Any]] = []
+    t = 0
+    while latency > budget_ms:
+        t += 1
+        if t > config.max_iterations:
+            raise SearchError(
+                f"MCD did not reach the {budget_ms:.4f} ms budget in {config.max_iterations} "
+                f"iterations (at {latency:.4f} ms); raise search.max_iterations or step_fraction"
+            )
+        target = max(budget_ms, latency - config.step_fraction * r0 * config.step_decay ** (t - 1))
+        proposals: list[Candidate] = []
+        for _ in range(config.candidates):
+            w = _shrink_to_target(current, choices, predictor, target, config.layers_per_candidate,
+                                  rng)  # fmt: skip
+            if w is None:
+                continue
+            known = tuple(w) in scorer.cache
+            cand = Candidate(w, predictor.predict(w), scorer.evaluate(w), t, "mcd")
+            proposals.append(cand)
+            if not known:
+                evaluated.append(cand)
+        if not proposals:
+            raise SearchError(
+                f"no architecture in the space meets {target:.4f} ms "
+                f"(smallest predicted: {predictor.predict([0] * len(choices)):.4f} ms)"
+            )
+        best = max(proposals, key=lambda c: (c.accuracy, -c.predicted_ms))
+        current, latency, accuracy = best.widths, best.predicted_ms, best.accuracy
+        record = {
+            "iteration": t,
+            "target_ms": target,
+            "proposals": [c.to_dict() for c in proposals],
+            "kept": best.to_dict(),
+            "seconds": time.perf_counter() - t0,
+        }
+        iterations.append(record)
+        if history_path is not None:
+            write_json_atomic(history_path, {"method": "mcd", "budget_ms": budget_ms,
+                                             "iterations": iterations})  # fmt: skip
+        if on_iteration is not None:
+            on_iteration(record)
+    return SearchOutcome("mcd", current, latency, accuracy, evaluated,
+                         time.perf_counter() - t0, iterations)  # fmt: skip
+
+
+def random_search(
+    choices: Sequence[Sequence[int]],
+    predictor: LatencyPredictor,
+    evaluator: AccuracyEvaluator,
+    budget_ms: float,
+    rng: np.random.Generator,
+    evaluations: int,
+    max_draws: int = 200_000,
+) -> SearchOutcome:
+    """Baseline: ``evaluations`` distinct architectures drawn uniformly per layer among those
+    predicted to meet the budget (rejection sampling); the most accurate wins."""
+    t0 = time.perf_counter()
+    seen: set[Widths] = set()
+    evaluated: list[Candidate] = []
+    for _ in range(max_draws):
+        if len(evaluated) >= evaluations:
+            break
+        w = [int(rng.choice(c)) for c in choices]
+        if tuple(w) in seen or predictor.predict(w) > budget_ms:
+            continue
+        seen.add(tuple(w))
+        evaluated.append(Candidate(w, predictor.predict(w), evaluator.evaluate(w), 0, "random"))
+    if not evaluated:
+        raise SearchError(f"random search drew no architecture under {budget_ms:.4f} ms")
+    best = max(evaluated, key=lambda c: (c.accuracy, -c.predicted_ms))
+    return SearchOutcome("random", best.widths, best.predicted_ms, best.accuracy, evaluated,
+                         time.perf_counter() - t0)  # fmt: skip
+
+
+def uniform_widths(choices: Sequence[Sequence[int]], multiplier: float, step: int) -> list[int]:
+    """Every layer at ``multiplier`` of its channels, rounded down to the width step."""
+    return [int(step * np.floor(multiplier * max(c) / step + 1e-9)) for c in choices]
+
+
+def uniform_baseline(
+    choices: Sequence[Sequence[int]],
+    predictor: LatencyPredictor,
+    evaluator: AccuracyEvaluator,
+    budget_ms: float,
+    step: int,
+    fits: Callable[[list[int]], bool] | None = None,
+) -> SearchOutcome:
+    """Baseline: the widest uniform width multiplier (1, 7/8, ... in width steps of the widest
+    layer; narrower layers round down to their width step) whose network meets the budget, by
+    prediction and, when ``fits`` is given, by measurement on the device."""
+    t0 = time.perf_counter()
+    widest = max(max(c) for c in choices)
+    multipliers = [k * step / widest for k in range(widest // step, -1, -1)]
+    evaluated: list[Candidate] = []
+    for m in multipliers:
+        w = uniform_widths(choices, m, step)
+        pred = predictor.predict(w)
+        if pred <= budget_ms and (fits is None or fits(w)):
+            cand = Candidate(w, pred, evaluator.evaluate(w), 0, "uniform")
+            evaluated.append(cand)
+            return SearchOutcome("uniform", w, pred, cand.accuracy, evaluated,
+                                 time.perf_counter() - t0, [{"multiplier": m}])  # fmt: skip
+    raise SearchError(f"no uniform width multiplier meets {budget_ms:.4f} ms")

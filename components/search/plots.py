@@ -1,0 +1,56 @@
+"""The Pareto plot of a search: every evaluated candidate and the baselines' winners."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from components.search.stage import SearchResult, arch_key  # noqa: E402
+
+STYLE = {"mcd": ("tab:blue", "o"), "random": ("tab:orange", "^"),
+         "uniform": ("tab:green", "s"), "netadapt_v1": ("tab:red", "D")}  # fmt: skip
+
+
+def pareto_figure(result: SearchResult) -> plt.Figure:
+    """Left: inherited-weight accuracy vs measured latency of every candidate; right: the
+    winners after equal training."""
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    budget = result.metrics["latency_budget_ms"] * 1e3
+    for name, outcome in result.outcomes.items():
+        color, marker = STYLE.get(name, ("gray", "x"))
+        pts = [(result.measured.get(arch_key(c.widths)), c.accuracy) for c in outcome.evaluated]
+        pts = [(x * 1e3, y) for x, y in pts if x is not None]
+        if pts:
+            ax.scatter(*zip(*pts, strict=True), s=14, alpha=0.45, color=color, marker=marker,
+                       label=f"{name} candidates ({len(outcome.evaluated)})")  # fmt: skip
+        win = result.history["winners_measured_ms"][name] * 1e3
+        ax.scatter([win], [outcome.accuracy], s=140, color=color, marker=marker,
+                   edgecolor="black", linewidth=1.2, label=f"{name} winner")  # fmt: skip
+        if name in result.trained:
+            t = result.trained[name]
+            ax2.scatter([win], [t.val_acc], s=120, color=color, marker=marker,
+                        edgecolor="black", label=f"{name} {t.widths} val")  # fmt: skip
+            ax2.scatter([win], [t.client_test_acc], s=60, color=color, marker="x",
+                        label=f"{name} client test")  # fmt: skip
+    for a in (ax, ax2):
+        a.axvline(budget, color="black", linestyle="--", linewidth=1, label="budget")
+        a.set_xlabel("measured latency, batch 1 (µs)")
+        a.grid(alpha=0.3)
+    ax.set_ylabel("val accuracy, inherited weights + BN recalibration (%)")
+    ax.set_title(f"search on {result.arch['device']}: every evaluated candidate")
+    ax2.set_ylabel("accuracy after equal training (%)")
+    ax2.set_title("winners trained from scratch")
+    ax.legend(fontsize=7, loc="lower right")
+    ax2.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def save_pareto(result: SearchResult, path: Path) -> None:
+    fig = pareto_figure(result)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,124 @@
+"""Latency tables: interpolation, prediction, saving and importing, and the timing harness."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from components.errors import ConfigError
+from components.latency import (
+    DeviceProfile,
+    Latency,
+    NoisyMeasurementError,
+    load_profile,
+    measure,
+    onnx_bytes,
+)
+from components.search.lut import (
+    LatencyTable,
+    build_table,
+    interpolate,
+    measurement_grid,
+    network_latency,
+)
+from components.supernet.model import SuperNet
+from components.supernet.space import SearchSpace, StageSpec
+
+SPACE = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
+                    stages=(StageSpec(16, 2, 1), StageSpec(16, 1, 2)))  # fmt: skip
+QUICK = DeviceProfile(name="test", warmup=2, repeats=10, min_sample_ms=0.2, max_spread=10.0)
+
+
+def test_grid_and_interpolation() -> None:
+    choices = [0, 8, 16, 24, 32, 40, 48, 56, 64]
+    assert measurement_grid(choices, 1) == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert measurement_grid(choices, 3) == [8, 32, 56, 64]
+    table = interpolate({8: 1.0, 32: 4.0, 56: 4.0, 64: 2.0}, choices)
+    assert table == {0: 0.0, 8: 1.0, 16: 2.0, 24: 3.0, 32: 4.0, 40: 4.0, 48: 4.0, 56: 4.0,
+                     64: 2.0}  # fmt: skip
+
+
+def fake_measurer(costs: dict[int, float], base: float):  # noqa: ANN201
+    """Stands in for the device: latency = base + sum of per-layer costs * width."""
+    seen: list[bytes] = []
+
+    def measurer(model: bytes, feed, profile, what: str = "") -> Latency:  # noqa: ANN001
+        widths = json.loads(what.removeprefix("widths "))
+        seen.append(model)
+        ms = base + sum(costs[i] * w for i, w in enumerate(widths))
+        return Latency(ms, ms, ms, ms, ms, profile.repeats, 1, 1)
+
+    return measurer, seen
+
+
+def test_build_table_recovers_an_additive_device_and_round_trips(tmp_path: Path) -> None:
+    net = SuperNet(SPACE)
+    measurer, seen = fake_measurer({0: 0.01, 1: 0.02, 2: 0.03}, base=0.5)
+    steps = []
+    table = build_table(net, QUICK, 1, measurer, lambda d, n: steps.append((d, n)))
+    assert len(seen) == 1 + 2 + 2 + 2 and steps[-1] == (7, 7)
+    assert all(m[:4] != b"" for m in seen)  # real ONNX exports were timed
+    assert table.base_ms == 0.5
+    assert table.layer_ms[2] == {0: 0.0, 8: pytest.approx(0.24), 16: pytest.approx(0.48)}
+    assert table.predict([16, 8, 0]) == pytest.approx(0.5 + 0.16 + 0.16)
+    path = tmp_path / "lut.json"
+    table.save(path)
+    again = LatencyTable.load(path, SPACE)
+    assert again.predict([16, 8, 0]) == pytest.approx(table.predict([16, 8, 0]))
+    assert again.device["name"] == "test"
+
+
+def test_import_refuses_a_table_for_another_space_or_a_broken_file(tmp_path: Path) -> None:
+    measurer, _ = fake_measurer({0: 0.01, 1: 0.01, 2: 0.01}, base=0.1)
+    table = build_table(SuperNet(SPACE), QUICK, 1, measurer)
+    path = tmp_path / "phone.json"
+    table.save(path)
+    other = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
+                        stages=(StageSpec(16, 3, 1),))  # fmt: skip
+    with pytest.raises(ConfigError, match="another search space"):
+        LatencyTable.load(path, other)
+    data = json.loads(path.read_text())
+    del data["layers"][1]["ms"]["8"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"phone.json: layer 1 has no entry for widths \[8\]"):
+        LatencyTable.load(path)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="phone.json: not valid JSON"):
+        LatencyTable.load(path)
+    with pytest.raises(ConfigError, match="not found"):
+        LatencyTable.load(tmp_path / "missing.json")
+
+
+def test_profiles_registry_and_errors(tmp_path: Path) -> None:
+    profile = load_profile("cpu-1thread")
+    assert profile.threads == 1 and profile.budget.fraction == 0.5
+    assert profile.budget.resolve(2.0) == 1.0
+    with pytest.raises(ConfigError, match="unknown device profile 'pixel9'.*cpu-1thread"):
+        load_profile("pixel9")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nthreads: 0\nbudget: {ms: 1.0, fraction: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: invalid device profile: threads.*budget"):
+        load_profile(str(bad))
+
+
+def test_measure_times_a_real_model_and_refuses_noise() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU())
+    example = torch.zeros(1, 16)
+    blob = onnx_bytes(model, (example,))
+    feed = {"input": example.numpy()}
+    result = measure(blob, feed, QUICK)
+    assert 0 < result.p10_ms <= result.median_ms <= result.p90_ms < 50
+    assert result.runs_per_sample >= 1 and result.attempts == 1
+    strict = QUICK.model_copy(update={"max_spread": 1e-12, "retries": 1})
+    with pytest.raises(NoisyMeasurementError, match="too noisy.*2 attempts"):
+        measure(blob, feed, strict, what="tiny")
+
+
+def test_network_latency_measures_an_extracted_subnet() -> None:
+    net = SuperNet(SPACE).eval()
+    result = network_latency(net, [8, 0, 16], QUICK, measure)
+    assert np.isfinite(result.median_ms) and result.median_ms > 0

@@ -1,0 +1,125 @@
+"""The optimizer and the baselines driven by stub interfaces: exact, seeded answers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from components.search.mcd import (
+    CachedEvaluator,
+    MCDConfig,
+    SearchError,
+    multi_layer_coordinate_descent,
+    random_search,
+    uniform_baseline,
+    uniform_widths,
+)
+
+
+class SumLatency:
+    """Latency = total channels (ms), plus a fixed part."""
+
+    def __init__(self, fixed: float = 0.0) -> None:
+        self.fixed = fixed
+
+    def predict(self, widths: Sequence[int]) -> float:
+        return self.fixed + float(sum(widths))
+
+
+class Weighted:
+    """Accuracy = a weighted sum of the widths; counts its calls."""
+
+    def __init__(self, weights: Sequence[float]) -> None:
+        self.weights = weights
+        self.calls = 0
+
+    def evaluate(self, widths: Sequence[int]) -> float:
+        self.calls += 1
+        return float(sum(a * w for a, w in zip(self.weights, widths, strict=True)))
+
+
+CHOICES = [[0, 8, 16], [0, 8, 16]]
+
+
+def test_mcd_keeps_the_most_accurate_candidate_meeting_the_target(tmp_path) -> None:
+    evaluator = Weighted([2.0, 1.0])
+    history = tmp_path / "history.json"
+    result = multi_layer_coordinate_descent(
+        CHOICES, SumLatency(), evaluator, 16.0, np.random.default_rng(0),
+        MCDConfig(candidates=16, layers_per_candidate=2, step_fraction=0.5), history_path=history,
+    )  # fmt: skip
+    # one iteration: target max(16, 32 - 0.5 * 32) = 16; proposals are [16,0], [8,8] or [0,16]
+    # and layer 0 is worth twice as much
+    assert result.widths == [16, 0]
+    assert result.predicted_ms == 16.0
+    assert result.accuracy == 32.0
+    assert len(result.iterations) == 1
+    assert result.iterations[0]["target_ms"] == 16.0
+    # the start and each distinct proposal are scored exactly once
+    assert evaluator.calls == result.candidates_evaluated
+    assert {tuple(c.widths) for c in result.evaluated} <= {(16, 16), (16, 0), (8, 8), (0, 16)}
+    saved = json.loads(history.read_text())
+    assert saved["budget_ms"] == 16.0
+    assert saved["iterations"][0]["kept"]["widths"] == [16, 0]
+    assert not list(tmp_path.glob(".*tmp*")), "history must be written via a temp file + rename"
+
+
+def test_mcd_schedule_and_determinism() -> None:
+    choices = [list(range(0, 65, 8))] * 4
+    cfg = MCDConfig(candidates=4, layers_per_candidate=2, step_fraction=0.1, step_decay=0.5)
+
+    def go(seed: int):  # noqa: ANN202
+        return multi_layer_coordinate_descent(
+            choices, SumLatency(), Weighted([1, 2, 3, 4]), 100.0, np.random.default_rng(seed), cfg
+        )
+
+    a, b = go(3), go(3)
+    assert a.widths == b.widths and a.accuracy == b.accuracy
+    assert a.predicted_ms <= 100.0
+    targets = [it["target_ms"] for it in a.iterations]
+    # R_0 = 256: targets fall by 25.6, then 12.8, 6.4 ... (never below the budget) from the kept
+    assert targets[0] == pytest.approx(256 - 25.6)
+    for prev, it in zip(a.iterations, a.iterations[1:], strict=False):
+        step = 25.6 * 0.5 ** (it["iteration"] - 1)
+        assert it["target_ms"] == pytest.approx(max(100.0, prev["kept"]["predicted_ms"] - step))
+    for it in a.iterations:  # every proposal met its iteration's target
+        assert all(p["predicted_ms"] <= it["target_ms"] for p in it["proposals"])
+
+
+def test_mcd_refuses_an_unreachable_budget() -> None:
+    with pytest.raises(SearchError, match="smallest predicted"):
+        multi_layer_coordinate_descent(
+            CHOICES, SumLatency(fixed=10.0), Weighted([1, 1]), 5.0, np.random.default_rng(0)
+        )
+
+
+def test_random_search_uses_the_budget_and_the_evaluation_count() -> None:
+    choices = [list(range(0, 33, 8))] * 3
+    evaluator = Weighted([3, 2, 1])
+    result = random_search(choices, SumLatency(), evaluator, 40.0, np.random.default_rng(1), 10)
+    assert result.candidates_evaluated == 10 == evaluator.calls
+    assert all(c.predicted_ms <= 40.0 for c in result.evaluated)
+    assert len({tuple(c.widths) for c in result.evaluated}) == 10
+    assert result.accuracy == max(c.accuracy for c in result.evaluated)
+
+
+def test_uniform_baseline_is_the_widest_multiplier_that_fits() -> None:
+    choices = [[0, 8, 16, 24, 32], list(range(0, 65, 8))]
+    assert uniform_widths(choices, 0.5, 8) == [16, 32]
+    assert uniform_widths(choices, 7 / 8, 8) == [24, 56]  # 28 rounds down to the step
+    result = uniform_baseline(choices, SumLatency(), Weighted([1, 1]), 50.0, 8)
+    assert result.widths == [16, 32]  # 48 ms; 5/8 would be [16, 40] = 56 ms
+    measured_slower = uniform_baseline(
+        choices, SumLatency(), Weighted([1, 1]), 50.0, 8, fits=lambda w: sum(w) <= 40
+    )
+    assert measured_slower.widths == [8, 24]  # the device's verdict wins over the prediction
+
+
+def test_cached_evaluator_scores_once() -> None:
+    inner = Weighted([1.0])
+    cached = CachedEvaluator(inner)
+    assert cached.evaluate([8]) == cached.evaluate((8,)) == 8.0
+    assert inner.calls == 1
