@@ -155,18 +155,74 @@ class SearchParams(Section):
     lut_import: str | None = None  # a lut.json measured elsewhere (e.g. on a phone): no measuring
     lut_width_stride: Annotated[int, Field(ge=1)] = 1  # measure every k-th width, interpolate
     lut_check_archs: Annotated[int, Field(ge=0)] = 8  # whole-network checks of the table
-    candidates: Annotated[int, Field(ge=1)] = 8  # J proposals per iteration
+    candidates: Annotated[int, Field(ge=1)] = 16  # J proposals per iteration
     layers_per_candidate: Annotated[int, Field(ge=1)] = 2
-    step_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05  # first latency cut / full
+    step_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1  # first latency cut / full
     step_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.96
     max_iterations: Annotated[int, Field(ge=1)] = 100
     eval_split: Literal["val"] = "val"  # held-out server split that scores candidates
     eval_clips: Annotated[int, Field(ge=0)] = 0  # 0 = the whole split
     netadapt_v1: bool = False  # also run the NetAdapt v1 baseline (slow; bench/search.py does)
+    v1_step_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.025  # NetAdapt's schedule
     v1_finetune_steps: Annotated[int, Field(ge=0)] = 40  # short-term fine-tune per v1 proposal
+    pareto_repeats: Annotated[int, Field(ge=5)] = 40  # quicker timing of every candidate (plot)
+    max_measure_rounds: Annotated[int, Field(ge=1)] = 3  # re-search if the measured figure fails
     train_epochs: Annotated[int, Field(ge=1)] = 40  # training of the discovered network
     train_baselines: bool = True  # train the uniform and random winners the same way
     out: str = "models/searched.pt"
+
+
+class PvtParams(Section):
+    """Partial Variable Training: which variables (tensors) a client trains in a round."""
+
+    strategy: Literal["all", "random", "fixed"] = "random"  # all = plain FedAvg
+    trainable_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # random: share of candidates
+    min_depth: Fraction = 0.5  # random: candidates are layers at this relative depth or deeper
+    fixed: list[str] = Field(default_factory=lambda: ["head.*"])  # fixed: variable name globs
+
+
+class OmcParams(Section):
+    """Online Model Compression: clients keep weight matrices quantized, transfers too."""
+
+    enabled: bool = True
+    bits: Annotated[int, Field(ge=1, le=8)] = 8
+    weight_fraction: Fraction = 1.0  # share of weight matrices compressed (largest first)
+    stochastic_rounding: bool = True
+    transform: Literal["minmax", "mse"] = "minmax"  # per-variable scale/offset choice
+
+
+class ServerOptimizerParams(Section):
+    """Applied to the averaged update: sgd lr=1 momentum=0 is FedAvg; adam is FedAdam."""
+
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: Annotated[float, Field(gt=0.0)] = 1.0
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
+class FaultParams(Section):
+    """Simulation only: share of sampled clients told to commit each fault."""
+
+    crash: Fraction = 0.0  # raise in the ClientApp
+    timeout: Fraction = 0.0  # reply after the round's deadline (as a vanished client)
+    nan: Fraction = 0.0  # upload NaN values
+    bad_shape: Fraction = 0.0  # upload one value short of the declared shapes
+    huge_norm: Fraction = 0.0  # upload values scaled by 1e4
+
+    @model_validator(mode="after")
+    def _rates_sum_to_at_most_one(self) -> FaultParams:
+        if sum(self.model_dump().values()) > 1.0:
+            raise ValueError("fault rates must sum to at most 1")
+        return self
+
+
+class SimulationParams(Section):
+    """Flower's simulation engine on Ray: local by default, a Ray cluster by address."""
+
+    num_cpus: Annotated[int, Field(ge=1)] = 2  # CPUs of the local Ray instance (not with address)
+    client_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # per ClientApp worker: workers = cpus / this
+    client_gpus: Annotated[float, Field(ge=0.0)] = 0.0
+    client_threads: Annotated[int, Field(ge=1)] = 1  # torch threads inside a worker
+    address: str = ""  # "" = start Ray here; "auto" or "ray://HOST:10001" joins a cluster
 
 
 class FinetuneParams(Section):
@@ -176,6 +232,19 @@ class FinetuneParams(Section):
     out: str = "models/final.pt"
     rounds: Annotated[int, Field(ge=1)] = 20
     clients_per_round: Annotated[int, Field(ge=1)] = 10
+    min_clients: Annotated[int, Field(ge=1)] = 2  # accepted updates a round needs to count
+    local_steps: Annotated[int, Field(ge=1)] = 10
+    batch_size: Annotated[int, Field(ge=1)] = 16
+    client_lr: Annotated[float, Field(gt=0.0)] = 0.05  # client SGD
+    max_update_norm: Annotated[float, Field(gt=0.0)] = 10.0  # reject |update| > this x |sent|
+    round_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
+    memory_probe_every: Annotated[int, Field(ge=0)] = 5  # profile client memory every k rounds
+    federated_eval: bool = True  # also evaluate on every client through Flower, first and last
+    server: ServerOptimizerParams = ServerOptimizerParams()
+    pvt: PvtParams = PvtParams()
+    omc: OmcParams = OmcParams()
+    faults: FaultParams = FaultParams()
+    simulation: SimulationParams = SimulationParams()
 
 
 class ExportParams(Section):
@@ -185,6 +254,13 @@ class ExportParams(Section):
     out_dir: str = "export"
     opset: Annotated[int, Field(ge=17)] = 18
     registered_model_name: str = "edgelearn-kws"
+    calibration_clips: Annotated[int, Field(ge=0)] = 512  # server training clips; 0 = all
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    quant_format: Literal["qdq", "qoperator"] = "qdq"
+    per_channel: bool = True
+    parity_atol: Annotated[float, Field(gt=0.0)] = 1e-4  # max |ONNX - PyTorch| of the scores
+    parity_min_agreement_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 99.9
+    int8_max_acc_drop: Annotated[float, Field(ge=0.0)] = 1.0  # points of test accuracy
 
 
 class ScheduleParams(Section):

@@ -133,7 +133,8 @@ def onnx_bytes(model: Any, example: tuple[Any, ...], opset: int = 18) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model.eval(), example, buf, dynamo=False, opset_version=opset,
+            model.eval(), example, buf,  # type: ignore[arg-type]  # file objects work
+            dynamo=False, opset_version=opset,
             input_names=["input"], output_names=["output"],
         )  # fmt: skip
     return buf.getvalue()

@@ -107,6 +107,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    # ONNX Runtime and numpy only, as on the device: this path never imports torch.
+    from components.export.predict import predict_files
+
+    return predict_files(args.files, args.bundle, args.int8)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgelearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_params(sub.add_parser("serve", help="serve the pipeline on the cron in params.yaml"))
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("predict", help="label WAV files with the exported ONNX bundle (no torch)")
+    p.add_argument("files", nargs="+", metavar="FILE.wav")
+    p.add_argument("--bundle", default="export/bundle", help="bundle folder (default: %(default)s)")
+    p.add_argument("--int8", action="store_true", help="run the int8 model instead of fp32")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
