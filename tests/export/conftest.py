@@ -1,0 +1,68 @@
+"""Session fixtures for the export tests: an espeak corpus, a trained network, one real export."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from components.config import Params, params_from_dict
+from components.export import stage
+from components.supernet.subnet import SubNetwork, save_subnet
+from tests.export import kws
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+
+# Timing in tests only has to run: few repeats, and a busy test machine is not an error.
+QUICK_PROFILE = """\
+name: test-quick
+threads: 1
+warmup: 3
+repeats: 20
+min_sample_ms: 0.0
+max_spread: 100.0
+retries: 0
+budget: {fraction: 0.5}
+"""
+
+
+@dataclass(frozen=True)
+class Exported:
+    workdir: Path
+    params: Params
+    result: stage.ExportResult
+    net: SubNetwork
+    manifest: object
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("needs espeak-ng")
+    workdir = tmp_path_factory.mktemp("export-ws")
+    pcm, manifest = kws.build_corpus()
+    features = kws.write_prepared(workdir / "data/prepared", pcm, manifest)
+    return workdir, pcm, manifest, features
+
+
+@pytest.fixture(scope="session")
+def trained(corpus):
+    workdir, _, manifest, features = corpus
+    train = (manifest["split"] == "train").to_numpy()
+    net = kws.train_subnet(features[train], manifest["label_index"].to_numpy()[train])
+    save_subnet(workdir / "models/final.pt", net)
+    return net
+
+
+@pytest.fixture(scope="session")
+def exported(corpus, trained) -> Exported:
+    """The export stage run once, for real, on the small corpus."""
+    workdir, _, manifest, _ = corpus
+    (workdir / "quick.yaml").write_text(QUICK_PROFILE)
+    params = params_from_dict(
+        {"search": {"profile": str(workdir / "quick.yaml")}, "export": {"calibration_clips": 200}}
+    )
+    result = stage.run(params, workdir, {"git_commit": "test", "mlflow_run_id": "none"})
+    return Exported(workdir, params, result, trained, manifest)

@@ -1,0 +1,142 @@
+"""``edgelearn predict``: the bundle on WAV files, as the device runs it, without torch."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import wave
+
+import numpy as np
+import pytest
+
+from components.data.labels import KEYWORDS
+from components.data.wav import write_wav
+from components.export.bundle import BundleError
+from components.export.predict import predict_files
+from tests.conftest import BIN
+from tests.export import kws
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory):
+    """Each keyword spoken clearly by a voice at a speed and pitch the model never heard,
+    as a trimmed (shorter than 1 s) 16 kHz mono WAV."""
+    out = tmp_path_factory.mktemp("spoken")
+    voice = (*kws.TEST_VOICES[0], 165, 45)
+    for word in KEYWORDS:
+        write_wav(out / f"{word}.wav", kws.speak(word, voice))
+    return out
+
+
+def run(paths, bundle, int8=False) -> tuple[int, list[list[str]], str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = predict_files([str(p) for p in paths], str(bundle), int8, out=out, err=err)
+    return code, [line.split("\t") for line in out.getvalue().splitlines()], err.getvalue()
+
+
+def test_keywords_get_their_labels_with_fp32_and_int8(exported, spoken):
+    files = [spoken / f"{w}.wav" for w in KEYWORDS]
+    for int8 in (False, True):
+        code, rows, err = run(files, exported.result.bundle_dir, int8)
+        assert code == 0, err
+        assert [r[1] for r in rows] == list(KEYWORDS)
+        assert all(0.0 < float(r[2]) <= 1.0 for r in rows)
+        assert "padded" in err  # trimmed words are shorter than the 1 s clip
+
+
+def stereo_44k(src, dst) -> None:
+    """The same utterance as a 44.1 kHz stereo 16-bit file (left louder than right)."""
+    from scipy.signal import resample_poly
+
+    with wave.open(str(src), "rb") as f:
+        x = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.float64)
+    y = resample_poly(x, 441, 160)
+    frames = np.round(np.stack([y, 0.5 * y], 1)).clip(-32768, 32767).astype("<i2")
+    with wave.open(str(dst), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(44100)
+        f.writeframes(frames.tobytes())
+
+
+def test_stereo_wrong_rate_long_short_and_corrupt_files(exported, spoken, tmp_path):
+    stereo_44k(spoken / "stop.wav", tmp_path / "stop_44k_stereo.wav")
+    with wave.open(str(spoken / "left.wav"), "rb") as f:
+        left = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
+    long = np.zeros(3 * 16000, dtype="<i2")
+    long[20000 : 20000 + len(left)] = left
+    write_wav(tmp_path / "left_3s.wav", long)
+    write_wav(tmp_path / "yes_8k.wav", np.zeros(8000, dtype=np.int16), sample_rate=8000)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
+    files = [
+        tmp_path / "stop_44k_stereo.wav",
+        tmp_path / "broken.wav",
+        tmp_path / "left_3s.wav",
+        tmp_path / "yes_8k.wav",
+        tmp_path / "missing.wav",
+        spoken / "go.wav",
+    ]
+    code, rows, err = run(files, exported.result.bundle_dir)
+    assert code == 1  # some files failed ...
+    assert {r[0].rsplit("/", 1)[1]: r[1] for r in rows} == {  # ... the others were scored
+        "stop_44k_stereo.wav": "stop",
+        "left_3s.wav": "left",
+        "go.wav": "go",
+    }
+    assert "stop_44k_stereo.wav: downmixed 2 channels to mono" in err
+    assert "stop_44k_stereo.wav: resampled 44100 Hz to 16000 Hz" in err
+    assert "left_3s.wav: kept the loudest 16000 of 48000 samples" in err
+    assert f"error: {tmp_path / 'broken.wav'}: corrupt WAV: no fmt chunk" in err
+    assert f"error: {tmp_path / 'yes_8k.wav'}: sample rate 8000 Hz is below the model's" in err
+    assert f"error: {tmp_path / 'missing.wav'}: unreadable: No such file or directory" in err
+    assert "3 of 6 files could not be scored" in err
+
+
+def test_a_bundle_that_fails_its_checksum_is_refused(exported, spoken, tmp_path):
+    bundle = shutil.copytree(exported.result.bundle_dir, tmp_path / "bundle")
+    (bundle / "labels.json").write_text((bundle / "labels.json").read_text().replace("yes", "no"))
+    with pytest.raises(BundleError, match=r"labels\.json: SHA-256 does not match"):
+        run([spoken / "yes.wav"], bundle)
+
+
+def no_torch_env(tmp_path) -> dict[str, str]:
+    """An environment whose Python cannot import torch: a ``torch`` package first on the path
+    that raises ImportError, the way a device without torch would fail."""
+    blocker = tmp_path / "no-torch" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text(
+        "raise ImportError('torch is not installed on this device (blocked by the test)')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(blocker.parent)
+    return env
+
+
+def test_cli_in_a_process_that_cannot_import_torch(exported, spoken, tmp_path):
+    env = no_torch_env(tmp_path)
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True)
+    assert probe.returncode != 0 and b"blocked by the test" in probe.stderr
+    files = [str(spoken / f"{w}.wav") for w in KEYWORDS]
+    bundle = str(exported.result.bundle_dir)
+    for extra in ([], ["--int8"]):
+        proc = subprocess.run(
+            [str(BIN / "edgelearn"), "predict", *files, "--bundle", bundle, *extra],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        labels = [line.split("\t")[1] for line in proc.stdout.splitlines()]
+        assert labels == list(KEYWORDS), proc.stdout
+
+    tampered = shutil.copytree(bundle, tmp_path / "tampered")
+    (tampered / "model.onnx").write_bytes((tampered / "model.onnx").read_bytes() + b"\0")
+    proc = subprocess.run(
+        [str(BIN / "edgelearn"), "predict", files[0], "--bundle", str(tampered)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(f"edgelearn: error: {tampered / 'model.onnx'}: SHA-256 does not")
