@@ -167,7 +167,7 @@ class SearchParams(Section):
     v1_finetune_steps: Annotated[int, Field(ge=0)] = 40  # short-term fine-tune per v1 proposal
     pareto_repeats: Annotated[int, Field(ge=5)] = 40  # quicker timing of every candidate (plot)
     max_measure_rounds: Annotated[int, Field(ge=1)] = 3  # re-search if the measured figure fails
-    train_epochs: Annotated[int, Field(ge=1)] = 40  # training of the discovered network
+    train_epochs: Annotated[int, Field(ge=1)] = 30  # training of the discovered network
     train_baselines: bool = True  # train the uniform and random winners the same way
     out: str = "models/searched.pt"
 
@@ -177,6 +177,7 @@ class PvtParams(Section):
 
     strategy: Literal["all", "random", "fixed"] = "random"  # all = plain FedAvg
     trainable_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1  # random: share of candidates
+    budget: Literal["count", "size"] = "count"  # random: fraction of tensors, or of parameters
     min_depth: Fraction = 0.5  # random: candidates are layers at this relative depth or deeper
     fixed: list[str] = Field(default_factory=lambda: ["head.*"])  # fixed: variable name globs
 
@@ -188,15 +189,16 @@ class OmcParams(Section):
     bits: Annotated[int, Field(ge=1, le=8)] = 8
     weight_fraction: Fraction = 1.0  # share of weight matrices compressed (largest first)
     stochastic_rounding: bool = True
-    transform: Literal["minmax", "mse"] = "minmax"  # per-variable scale/offset choice
+    transform: Literal["minmax", "mse"] = "mse"  # per-variable scale/offset choice
 
 
 class ServerOptimizerParams(Section):
     """Applied to the averaged update: sgd lr=1 momentum=0 is FedAvg; adam is FedAdam."""
 
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: Annotated[float, Field(gt=0.0)] = 1.0
+    optimizer: Literal["sgd", "adam"] = "adam"
+    lr: Annotated[float, Field(gt=0.0)] = 0.01
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    tau: Annotated[float, Field(gt=0.0)] = 1e-3  # adam: adaptivity floor (FedAdam's tau)
 
 
 class FaultParams(Section):
@@ -236,7 +238,7 @@ class FinetuneParams(Section):
     local_steps: Annotated[int, Field(ge=1)] = 10
     batch_size: Annotated[int, Field(ge=1)] = 16
     client_lr: Annotated[float, Field(gt=0.0)] = 0.05  # client SGD
-    max_update_norm: Annotated[float, Field(gt=0.0)] = 10.0  # reject |update| > this x |sent|
+    max_update_norm: Annotated[float, Field(gt=0.0)] = 10.0  # reject rms(update) > this x rms(model)
     round_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
     memory_probe_every: Annotated[int, Field(ge=0)] = 5  # profile client memory every k rounds
     federated_eval: bool = True  # also evaluate on every client through Flower, first and last

@@ -65,6 +65,9 @@ def test_schema_lists_every_section():
         "features",
         "prepare",
         "supernet",
+        "search",
+        "finetune",
+        "export",
         "schedule",
     }
     assert schema["additionalProperties"] is False

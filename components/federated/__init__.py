@@ -1,0 +1,1 @@
+"""Federated fine-tuning on Flower with Partial Variable Training and Online Model Compression."""

@@ -1,0 +1,194 @@
+"""The Flower ClientApp: one client speaker's device. Thin: the ML lives in training.py.
+
+Every message carries what the client needs (architecture, full model state, its trainable
+variables), so the client keeps nothing between rounds but its own clips. Which clips: the node's
+``partition-id`` (Flower's node config) picks the client of the prepared dataset in ``data-dir``.
+
+Simulation: ``make_client_app(data_dir)`` is what ``simulation.py`` hands to Flower's simulation
+engine (one Ray actor per worker runs it for many clients in turn).
+
+Real deployment (the same handlers): this module's ``app`` reads ``data-dir`` from the node config.
+With Flower's deployment engine (flwr 1.32), in an environment with this package installed::
+
+    flower-superlink --insecure                                      # on the server
+    flower-supernode --insecure --superlink SERVER:9092 \\
+        --node-config "partition-id=3 data-dir='data/prepared'"      # on each device
+    flwr run . <federation>    # from a Flower app project whose [tool.flwr.app.components] name
+                               # serverapp = "components.federated.server_app:app" and
+                               # clientapp = "components.federated.client_app:app"
+
+with run config ``params='params.yaml'`` for the ServerApp (see server_app.py). A device's
+``data-dir`` holds its own prepared clips in the same layout as ``data/prepared``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import torch
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from components.federated import protocol as P
+from components.federated.compression import QuantizedTensor
+from components.federated.data import open_pool
+from components.federated.payload import decode_payload, encode_payload
+from components.federated.training import ClientModel, LocalConfig, count_correct, materialize
+from components.federated.variables import ModelLayout
+from components.supernet.subnet import build_subnet
+
+log = logging.getLogger(__name__)
+
+
+class InjectedFault(RuntimeError):
+    """A failure the simulation asked this client to commit."""
+
+
+_LAYOUTS: dict[str, ModelLayout] = {}
+
+
+def _layout(arch: str) -> ModelLayout:
+    if arch not in _LAYOUTS:
+        _LAYOUTS[arch] = ModelLayout.from_model(build_subnet(json.loads(arch)))
+    return _LAYOUTS[arch]
+
+
+def _corrupt(values: dict, fault: str) -> None:
+    """Damage the upload the way a broken client would (the server must catch it)."""
+    name = sorted(values)[0]
+    v = values[name]
+    if fault == P.NAN:
+        if isinstance(v, QuantizedTensor):
+            values[name] = QuantizedTensor(v.codes, float("nan"), v.offset, v.bits, v.shape)
+        else:
+            v.view(-1)[0] = float("nan")
+    elif fault == P.HUGE_NORM:
+        for n, v in values.items():
+            if isinstance(v, QuantizedTensor):
+                values[n] = QuantizedTensor(v.codes, v.scale * 1e4, v.offset * 1e4, v.bits, v.shape)
+            else:
+                v.mul_(1e4)
+
+
+def _truncate(arrays: ArrayRecord) -> None:
+    """A wrong-shape upload: one value short of what the layout declares."""
+    for key in ("float", "codes"):
+        if key in arrays:
+            arrays[key] = Array(arrays[key].numpy()[:-1].copy())
+            return
+
+
+def handle_train(msg: Message, context: Context, data_dir: str, threads: int) -> Message:
+    torch.set_num_threads(threads)
+    cfg = msg.content[P.CONFIG]
+    fault = str(cfg.get("fault", ""))
+    if fault == P.CRASH:
+        raise InjectedFault("injected fault: client crashed")
+    if fault == P.TIMEOUT:
+        time.sleep(float(cfg["fault-sleep-s"]))  # the reply arrives after the round's deadline
+    pool = open_pool(data_dir)
+    client = pool.client_id(int(context.node_config["partition-id"]))
+    layout = _layout(str(cfg["arch"]))
+    state = decode_payload(msg.content[P.MODEL], msg.content[P.LAYOUT], layout)
+    trainable = frozenset(layout.names[i] for i in cfg["trainable"])
+    seed = int(cfg["seed"])
+    stochastic = bool(cfg["stochastic-rounding"])
+    local = LocalConfig(
+        steps=int(cfg["local-steps"]),
+        batch_size=int(cfg["batch-size"]),
+        lr=float(cfg["lr"]),
+        trainable=trainable,
+        stochastic_rounding=stochastic,
+        transform=str(cfg["transform"]),
+        seed=seed,
+        measure_memory=bool(cfg["measure-memory"]),
+    )
+    rounding = torch.Generator().manual_seed(seed + 1) if stochastic else None
+    model = ClientModel(
+        json.loads(str(cfg["arch"])), state, trainable, local.lr, local.transform, rounding
+    )
+    x, y = pool.clips(client, "train")
+    result = model.train(x, y, local)
+    values = result.values
+    if fault in (P.NAN, P.HUGE_NORM):
+        _corrupt(values, fault)
+    arrays, layout_record = encode_payload(values, layout)
+    if fault == P.BAD_SHAPE:
+        _truncate(arrays)
+    metrics = MetricRecord(
+        {"client": client, "num-examples": result.examples, "loss-first": result.loss_first,
+         "loss-last": result.loss_last, "train-seconds": result.seconds, **result.memory}
+    )  # fmt: skip
+    content = RecordDict({P.UPDATE: arrays, P.LAYOUT: layout_record, P.METRICS: metrics})
+    return Message(content, reply_to=msg)
+
+
+def handle_evaluate(msg: Message, context: Context, data_dir: str, threads: int) -> Message:
+    torch.set_num_threads(threads)
+    cfg = msg.content[P.CONFIG]
+    pool = open_pool(data_dir)
+    client = pool.client_id(int(context.node_config["partition-id"]))
+    layout = _layout(str(cfg["arch"]))
+    state = decode_payload(msg.content[P.MODEL], msg.content[P.LAYOUT], layout)
+    net = materialize(json.loads(str(cfg["arch"])), state)
+    x, y = pool.clips(client, "test")
+    metrics = MetricRecord(
+        {"client": client, "num-examples": len(y), "correct": count_correct(net, x, y)}
+    )
+    return Message(RecordDict({P.METRICS: metrics}), reply_to=msg)
+
+
+def handle_query(msg: Message, context: Context, data_dir: str) -> Message:
+    pool = open_pool(data_dir)
+    client = pool.client_id(int(context.node_config["partition-id"]))
+    n_train, n_test = pool.counts(client)
+    metrics = MetricRecord({"client": client, "num-train": n_train, "num-test": n_test})
+    return Message(RecordDict({P.METRICS: metrics}), reply_to=msg)
+
+
+def make_client_app(data_dir: str, threads: int = 1) -> ClientApp:
+    """The ClientApp for simulations: every node reads its clips from ``data_dir``."""
+    app = ClientApp()
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        return handle_query(msg, context, data_dir)
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        return handle_train(msg, context, data_dir, threads)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        return handle_evaluate(msg, context, data_dir, threads)
+
+    return app
+
+
+# Deployment: each SuperNode names its data folder in its node config (see the module docstring).
+app = ClientApp()
+
+
+def _node_dir(context: Context) -> str:
+    return str(context.node_config.get("data-dir", "data/prepared"))
+
+
+@app.query()
+def _query(msg: Message, context: Context) -> Message:
+    return handle_query(msg, context, _node_dir(context))
+
+
+@app.train()
+def _train(msg: Message, context: Context) -> Message:
+    return handle_train(
+        msg, context, _node_dir(context), int(context.node_config.get("threads", 1))
+    )
+
+
+@app.evaluate()
+def _evaluate(msg: Message, context: Context) -> Message:
+    return handle_evaluate(
+        msg, context, _node_dir(context), int(context.node_config.get("threads", 1))
+    )

@@ -1,0 +1,52 @@
+"""The Flower ServerApp for a real deployment: same strategy and round loop as the simulation.
+
+The finetune stage builds its own ServerApp around ``run_federation`` for Flower's simulation
+engine (stage.py). On a real federation (see client_app.py for the SuperLink/SuperNode commands)
+this module's ``app`` runs instead: it reads the params file named by the run config key
+``params`` (default ``params.yaml``), waits for ``clients`` SuperNodes (run config, default
+``finetune.clients_per_round``), runs ``finetune.rounds`` rounds and writes ``finetune.out``.
+Per-round accuracy needs the clients' test clips, so here it comes only from Flower's federated
+evaluation at the start and the end (``finetune.federated_eval``), logged by Flower.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from components.config import load_params
+from components.federated.simulation import FederationOutcome, run_federation
+from components.federated.strategy import (
+    PartialVariableStrategy,
+    arrays_to_numpy,
+    numpy_to_arrays,
+)
+from components.federated.variables import ModelLayout
+from components.supernet.subnet import load_subnet_file, save_subnet
+
+log = logging.getLogger(__name__)
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    params = load_params(str(context.run_config.get("params", "params.yaml")))
+    p = params.finetune
+    net, payload = load_subnet_file(Path(p.init))
+    layout = ModelLayout.from_model(net)
+    state = net.state_dict()
+    initial = numpy_to_arrays({n: state[n].numpy().copy() for n in layout.names})
+    strategy = PartialVariableStrategy(p, payload["config"], layout, params.base.seed)
+    expected = int(context.run_config.get("clients", p.clients_per_round))
+    outcome = run_federation(grid, strategy, initial, p, expected, None, FederationOutcome())
+    assert outcome.final is not None
+    with torch.no_grad():
+        for name, value in arrays_to_numpy(outcome.final).items():
+            state[name].copy_(torch.from_numpy(value))
+    save_subnet(Path(p.out), net.eval(), {"finetune": p.model_dump(mode="json")})
+    log.info("federated accuracy before %s, after %s (correct, clips, clients); wrote %s",
+             outcome.federated_before, outcome.federated_after, p.out)  # fmt: skip

@@ -1,0 +1,68 @@
+"""A tiny prepared dataset and start model for the federated tests (written in a few ms)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from components.supernet.subnet import SubNetwork, save_subnet
+from tests.supernet.test_model import SPACE
+
+WIDTHS = [16, 8, 24, 0]
+
+
+def banded(n: int, rng: np.random.Generator, shift: int = 0, noise: float = 1.0):
+    """Log-mel-like clips whose class is which band of 3 mel bins is loud; clients shift it."""
+    y = np.arange(n) % SPACE.num_classes
+    x = rng.standard_normal((n, SPACE.n_mels, SPACE.frames)).astype(np.float32) * noise - 4.0
+    for i, label in enumerate(y):
+        lo = min(3 * label + shift, SPACE.n_mels - 3)
+        x[i, lo : lo + 3, 20:80] += 4.0
+    return x, y
+
+
+def write_prepared(root: Path, clients: int = 6, train: int = 10, test: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    xs, rows = [], []
+
+    def add(x: np.ndarray, y: np.ndarray, pool: str, split: str, client: int) -> None:
+        for label in y:
+            path = f"c{client}/{len(rows)}.wav"
+            rows.append({"index": len(rows), "path": path, "speaker": str(client),
+                         "label": str(label), "label_index": int(label), "pool": pool,
+                         "split": split, "client": client})  # fmt: skip
+        xs.append(x)
+
+    for split, n in (("train", 48), ("test", 24)):
+        add(*banded(n, rng), "server", split, -1)
+    for c in range(clients):
+        for split, n in (("train", train), ("test", test)):
+            add(*banded(n, rng, shift=1, noise=1.5), "client", split, c)
+    features = np.concatenate(xs)
+    root.mkdir(parents=True, exist_ok=True)
+    np.save(root / "features.npy", features)
+    np.save(root / "audio.npy", np.zeros((len(features), 16), np.int16))
+    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
+    (root / "summary.json").write_text(json.dumps({"source": "test"}))
+    return root
+
+
+def write_start_model(path: Path, prepared: Path, steps: int = 40) -> Path:
+    """A sub-network trained a little on the server clips (so it is neither random nor done)."""
+    torch.manual_seed(0)
+    net = SubNetwork(SPACE, WIDTHS)
+    x, y = banded(96, np.random.default_rng(1))
+    x, y = torch.from_numpy(x), torch.from_numpy(y).long()
+    net.norm.set_stats(x)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    save_subnet(path, net.eval())
+    return path

@@ -1,0 +1,86 @@
+"""One real Flower simulation (Ray backend) on the smoke configuration, faults injected."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from components.config import load_params
+from components.federated import stage
+from components.supernet.subnet import load_subnet_file
+from tests.conftest import ROOT
+from tests.federated.builders import write_prepared, write_start_model
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def finetuned(tmp_path_factory):
+    work = tmp_path_factory.mktemp("finetune")
+    prepared = write_prepared(work / "data/prepared")
+    write_start_model(work / "models/searched.pt", prepared, steps=80)
+    params = load_params(ROOT / "configs/smoke.yaml")
+    ft = params.finetune.model_copy(
+        update={
+            "clients_per_round": 6,
+            "round_timeout_s": 8.0,
+            # with seed 7 these rates make clients commit each fault (draws are per round/client)
+            "faults": params.finetune.faults.model_copy(
+                update={
+                    "crash": 0.05,
+                    "timeout": 0.08,
+                    "nan": 0.1,
+                    "bad_shape": 0.05,
+                    "huge_norm": 0.05,
+                }  # fmt: skip
+            ),
+        }
+    )
+    params = params.model_copy(update={"finetune": ft})
+    rounds = []
+    result = stage.run(params, work, on_round=lambda r, rec: rounds.append((r, rec)))
+    return work, params, result, rounds
+
+
+def test_metrics_and_model(finetuned):
+    work, params, result, rounds = finetuned
+    m = result.metrics
+    assert {"rounds", "clients_total", "clients_per_round", "acc_before", "acc_after",
+            "upload_bytes_per_client_round", "full_model_bytes", "upload_reduction_x",
+            "client_peak_train_mem_bytes", "client_mem_reduction_x", "failed_client_updates",
+            "rejected_client_updates"} <= set(m)  # fmt: skip
+    assert (m["rounds"], m["clients_total"], m["clients_per_round"]) == (3, 6, 6)
+    assert m["acc_after"] > m["acc_before"]
+    # Flower's federated evaluation (clients hold the OMC-compressed download) agrees with the
+    # server's count on the same compressed model
+    assert m["federated_acc_after"] == m["client_view_acc_after"]
+    assert m["federated_eval_clients_after"] == 6
+    assert m["upload_reduction_x"] > 3 and m["client_mem_reduction_x"] > 1.2
+    assert m["client_param_bytes"] < 0.5 * m["fedavg_param_bytes"]  # OMC, 8 bits
+    net, payload = load_subnet_file(work / "models/final.pt")
+    assert payload["metrics"]["acc_after"] == m["acc_after"]
+    start, _ = load_subnet_file(work / "models/searched.pt")
+    changed = [n for n, t in net.state_dict().items() if not torch.equal(t, start.state_dict()[n])]
+    assert changed and all(n.startswith(("body.2", "body.3", "head")) for n in changed)  # depth
+
+
+def test_faults_are_counted_and_never_reach_the_model(finetuned):
+    _, _, result, rounds = finetuned
+    m = result.metrics
+    assert [r for r, _ in rounds] == [0, 1, 2, 3]
+    injected = {k.removeprefix("injected_"): v for k, v in m.items() if k.startswith("injected_")}
+    assert injected["faults"] > 0
+    assert m["failed_client_updates"] == injected["crash"] + injected["timeout"]
+    assert (
+        m["rejected_client_updates"]
+        == injected["nan"] + injected["bad_shape"] + injected["huge_norm"]
+    )
+    assert injected == {"faults": 6, "crash": 1, "timeout": 1, "nan": 1, "bad_shape": 2,
+                        "huge_norm": 1}  # fmt: skip
+    reasons = "\n".join(result.reasons)
+    for text in ("injected fault: client crashed", "no reply within 8.0 s", "non-finite values",
+                 "float values:", "above the limit"):  # fmt: skip
+        assert text in reasons
+    for _, rec in rounds[1:]:
+        assert rec["participating"] == rec["accepted"] + rec["failed"] + rec["rejected"]
+        assert rec["client_test_acc"] == rec["client_test_acc"]  # never NaN
