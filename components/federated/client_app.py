@@ -7,18 +7,23 @@ variables), so the client keeps nothing between rounds but its own clips. Which 
 Simulation: ``make_client_app(data_dir)`` is what ``simulation.py`` hands to Flower's simulation
 engine (one Ray actor per worker runs it for many clients in turn).
 
-Real deployment (the same handlers): this module's ``app`` reads ``data-dir`` from the node config.
-With Flower's deployment engine (flwr 1.32), in an environment with this package installed::
+Real deployment (the same handlers): this module's ``app`` reads ``data-dir`` (and ``threads``)
+from the node config. Checked with flwr 1.32 on one host (three SuperNodes), in an environment with
+this package installed::
 
-    flower-superlink --insecure                                      # on the server
-    flower-supernode --insecure --superlink SERVER:9092 \\
-        --node-config "partition-id=3 data-dir='data/prepared'"      # on each device
-    flwr run . <federation>    # from a Flower app project whose [tool.flwr.app.components] name
-                               # serverapp = "components.federated.server_app:app" and
-                               # clientapp = "components.federated.client_app:app"
+    flower-superlink --insecure                                   # the server (ports 9091-9093)
+    flower-supernode --insecure --superlink SERVER:9092 \
+        --clientappio-api-address 127.0.0.1:9094 \                # one free port per node on a host
+        --node-config "partition-id=0 data-dir='data/prepared'"   # on each device
+    flwr run APP_DIR --stream                                     # from any machine
 
-with run config ``params='params.yaml'`` for the ServerApp (see server_app.py). A device's
-``data-dir`` holds its own prepared clips in the same layout as ``data/prepared``.
+``APP_DIR/pyproject.toml`` is a Flower app whose ``[tool.flwr.app.components]`` are
+``serverapp = "components.federated.server_app:app"`` and
+``clientapp = "components.federated.client_app:app"``, with ``[tool.flwr.app.config]`` keys
+``params`` (a params.yaml path on the server) and ``clients`` (SuperNodes to wait for); the
+SuperLink connection (``address = "SERVER:9093"``, ``insecure = true``) is the default
+``[superlink]`` entry of ``$FLWR_HOME/config.toml``. A device's ``data-dir`` holds its own
+prepared clips in the layout of ``data/prepared`` (``partition-id`` picks the client there).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from flwr.clientapp import ClientApp
 from components.federated import protocol as P
 from components.federated.compression import QuantizedTensor
 from components.federated.data import open_pool
-from components.federated.payload import decode_payload, encode_payload
+from components.federated.payload import Value, decode_payload, encode_payload
 from components.federated.training import ClientModel, LocalConfig, count_correct, materialize
 from components.federated.variables import ModelLayout
 from components.supernet.subnet import build_subnet
@@ -55,7 +60,12 @@ def _layout(arch: str) -> ModelLayout:
     return _LAYOUTS[arch]
 
 
-def _corrupt(values: dict, fault: str) -> None:
+def _state(msg: Message, layout: ModelLayout) -> dict[str, Value]:
+    content = msg.content
+    return decode_payload(P.arrays_of(content, P.MODEL), P.config_of(content, P.LAYOUT), layout)
+
+
+def _corrupt(values: dict[str, Value], fault: str) -> None:
     """Damage the upload the way a broken client would (the server must catch it)."""
     name = sorted(values)[0]
     v = values[name]
@@ -82,23 +92,23 @@ def _truncate(arrays: ArrayRecord) -> None:
 
 def handle_train(msg: Message, context: Context, data_dir: str, threads: int) -> Message:
     torch.set_num_threads(threads)
-    cfg = msg.content[P.CONFIG]
+    cfg = P.config_of(msg.content)
     fault = str(cfg.get("fault", ""))
     if fault == P.CRASH:
         raise InjectedFault("injected fault: client crashed")
     if fault == P.TIMEOUT:
-        time.sleep(float(cfg["fault-sleep-s"]))  # the reply arrives after the round's deadline
+        time.sleep(P.as_float(cfg["fault-sleep-s"]))  # the reply arrives after the round's deadline
     pool = open_pool(data_dir)
     client = pool.client_id(int(context.node_config["partition-id"]))
     layout = _layout(str(cfg["arch"]))
-    state = decode_payload(msg.content[P.MODEL], msg.content[P.LAYOUT], layout)
-    trainable = frozenset(layout.names[i] for i in cfg["trainable"])
-    seed = int(cfg["seed"])
+    state = _state(msg, layout)
+    trainable = frozenset(layout.names[i] for i in P.as_ints(cfg["trainable"]))
+    seed = P.as_int(cfg["seed"])
     stochastic = bool(cfg["stochastic-rounding"])
     local = LocalConfig(
-        steps=int(cfg["local-steps"]),
-        batch_size=int(cfg["batch-size"]),
-        lr=float(cfg["lr"]),
+        steps=P.as_int(cfg["local-steps"]),
+        batch_size=P.as_int(cfg["batch-size"]),
+        lr=P.as_float(cfg["lr"]),
         trainable=trainable,
         stochastic_rounding=stochastic,
         transform=str(cfg["transform"]),
@@ -127,11 +137,11 @@ def handle_train(msg: Message, context: Context, data_dir: str, threads: int) ->
 
 def handle_evaluate(msg: Message, context: Context, data_dir: str, threads: int) -> Message:
     torch.set_num_threads(threads)
-    cfg = msg.content[P.CONFIG]
+    cfg = P.config_of(msg.content)
     pool = open_pool(data_dir)
     client = pool.client_id(int(context.node_config["partition-id"]))
     layout = _layout(str(cfg["arch"]))
-    state = decode_payload(msg.content[P.MODEL], msg.content[P.LAYOUT], layout)
+    state = _state(msg, layout)
     net = materialize(json.loads(str(cfg["arch"])), state)
     x, y = pool.clips(client, "test")
     metrics = MetricRecord(

@@ -76,7 +76,17 @@ def _ids(record: ConfigRecord, key: str, n: int) -> list[int]:
     ids = record.get(key, [])
     if not isinstance(ids, list) or not all(isinstance(i, int) and 0 <= i < n for i in ids):
         raise PayloadError(f"'{key}' must list entry indices in 0..{n - 1}")
-    return ids
+    return [int(i) for i in ids]
+
+
+def _floats(record: ConfigRecord, key: str) -> list[float]:
+    values = record.get(key, [])
+    if not isinstance(values, list):
+        raise PayloadError(f"'{key}' must be a list of numbers")
+    numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    if len(numbers) != len(values):
+        raise PayloadError(f"'{key}' must be a list of numbers")
+    return numbers
 
 
 def decode_payload(
@@ -100,12 +110,11 @@ def decode_payload(
         out[e.name] = torch.from_numpy(floats[pos : pos + e.numel].copy()).reshape(e.shape)
         pos += e.numel
     if code_ids:
-        bits, scales, offsets = record.get("bits"), record.get("scale"), record.get("offset")
+        bits = record.get("bits")
+        scales, offsets = _floats(record, "scale"), _floats(record, "offset")
         if not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
             raise PayloadError(f"bits must be in 1..{MAX_BITS}, got {bits!r}")
-        if not (isinstance(scales, list) and isinstance(offsets, list)) or not (
-            len(scales) == len(offsets) == len(code_ids)
-        ):
+        if not len(scales) == len(offsets) == len(code_ids):
             raise PayloadError("one scale and one offset per compressed entry")
         need = sum(packed_length(entries[i].numel, bits) for i in code_ids)
         if codes.size != need:
@@ -115,7 +124,7 @@ def decode_payload(
             e = entries[i]
             n = packed_length(e.numel, bits)
             packed = torch.from_numpy(codes[pos : pos + n].copy())
-            out[e.name] = QuantizedTensor(packed, float(scale), float(offset), bits, e.shape)
+            out[e.name] = QuantizedTensor(packed, scale, offset, bits, e.shape)
             pos += n
     elif codes.size:
         raise PayloadError(f"codes: {codes.size} bytes but no compressed entry listed")

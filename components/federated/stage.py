@@ -136,7 +136,7 @@ def run(
 
     def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         client_acc, server_acc = accuracies(arrays_to_numpy(arrays))
-        record = {"client_test_acc": client_acc, "server_test_acc": server_acc}
+        record: dict[str, Any] = {"client_test_acc": client_acc, "server_test_acc": server_acc}
         report = strategy.reports.get(server_round)
         if report is not None:
             totals["up"] += sum(report.bytes_up)
@@ -153,11 +153,11 @@ def run(
             )  # fmt: skip
             if peaks:
                 record["client_peak_train_mem_bytes"] = max(peaks)
-        record = {k: float(v) for k, v in record.items()}
-        history.append({"round": float(server_round), **record})
+        numbers = {k: float(v) for k, v in record.items()}
+        history.append({"round": float(server_round), **numbers})
         if on_round is not None:
-            on_round(server_round, record)
-        return MetricRecord(record)
+            on_round(server_round, numbers)
+        return MetricRecord(dict(numbers))
 
     initial = numpy_to_arrays(initial_state)
     outcome = FederationOutcome()

@@ -133,13 +133,13 @@ class PartialVariableStrategy(Strategy):
                     "node %s did not register: %s", reply.metadata.src_node_id, reply.error.reason
                 )
                 continue
-            m = reply.content[P.METRICS]
+            m = P.metrics_of(reply.content)
             clients.append(
                 ClientInfo(
                     reply.metadata.src_node_id,
-                    int(m["client"]),
-                    int(m["num-train"]),
-                    int(m["num-test"]),
+                    P.as_int(m["client"]),
+                    P.as_int(m["num-train"]),
+                    P.as_int(m["num-test"]),
                 )
             )
         self.clients = sorted(clients, key=lambda c: c.client)
@@ -166,8 +166,9 @@ class PartialVariableStrategy(Strategy):
         correct = total = reporting = 0
         for reply in grid.send_and_receive(messages, timeout=self.p.round_timeout_s):
             if not reply.has_error():
-                m = reply.content[P.METRICS]
-                correct, total = correct + int(m["correct"]), total + int(m["num-examples"])
+                m = P.metrics_of(reply.content)
+                correct += P.as_int(m["correct"])
+                total += P.as_int(m["num-examples"])
                 reporting += 1
         return correct, total, reporting
 
@@ -242,9 +243,11 @@ class PartialVariableStrategy(Strategy):
         """Decode and check one update; raises ``PayloadError`` with the reason to reject it."""
         try:
             content = reply.content
-            values = decode_payload(content[P.UPDATE], content[P.LAYOUT], self.layout)
-            metrics = content[P.METRICS]
-            examples = int(metrics["num-examples"])
+            values = decode_payload(
+                P.arrays_of(content, P.UPDATE), P.config_of(content, P.LAYOUT), self.layout
+            )
+            metrics = P.metrics_of(content)
+            examples = P.as_int(metrics["num-examples"])
         except (KeyError, TypeError) as err:
             raise PayloadError(f"malformed reply: {err}") from None
         arrays = {
@@ -279,7 +282,7 @@ class PartialVariableStrategy(Strategy):
                 continue
             if reply.has_error():
                 report.failed += 1
-                report.reasons.append(f"client {a.client}: {_short(reply.error.reason)}")
+                report.reasons.append(f"client {a.client}: {_short(reply.error.reason or '')}")
                 continue
             report.bytes_up.append(payload_bytes(reply.content))
             try:
@@ -289,8 +292,10 @@ class PartialVariableStrategy(Strategy):
                 report.reasons.append(f"client {a.client}: rejected, {err}")
                 continue
             updates.append((float(examples), arrays))
-            losses.append(float(metrics["loss-last"]))
-            report.memory.append({k: float(v) for k, v in metrics.items() if k.endswith("_bytes")})
+            losses.append(P.as_float(metrics["loss-last"]))
+            report.memory.append(
+                {k: P.as_float(v) for k, v in metrics.items() if k.endswith("_bytes")}
+            )
         report.accepted = len(updates)
         report.train_loss = float(np.mean(losses)) if losses else float("nan")
         new = None

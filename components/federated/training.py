@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from functools import partial
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,7 +173,7 @@ class ClientModel:
         ptr = t.untyped_storage().data_ptr()
         slot = self._live.get(ptr)
         if slot is not None:
-            return _Token(slot, t.size(), t.stride(), t.storage_offset())
+            return _Token(slot, t.size(), t.stride(), int(t.storage_offset()))
         if self._saved is not None and ptr not in self._state_ptrs:
             self._saved[ptr] = t.untyped_storage().nbytes()
         return t
@@ -220,9 +221,7 @@ class ClientModel:
                 }
                 self._saved, self._grad_peak = {}, 0
                 if cfg.measure_memory:
-                    loss, memory["peak_bytes"] = measure_peak_bytes(
-                        lambda xb=xb, yb=yb: self._step(xb, yb)
-                    )
+                    loss, memory["peak_bytes"] = measure_peak_bytes(partial(self._step, xb, yb))
                 else:
                     loss = self._step(xb, yb)
                 memory.update(self.memory_breakdown())
