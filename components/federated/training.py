@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
