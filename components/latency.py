@@ -13,6 +13,7 @@ import math
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -173,18 +174,30 @@ def measure(
     trusted.
     """
     sess = session(model, profile)
+    return time_callable(lambda: sess.run(None, feed), profile, what)
+
+
+def time_callable(run: Callable[[], object], profile: DeviceProfile, what: str) -> Latency:
+    """The timing loop behind ``measure``, for anything callable (e.g. a PyTorch model): warm-up,
+    ``repeats`` samples of enough back-to-back runs to last ``min_sample_ms`` (timing a 20 us run
+    alone mostly measures timer and scheduler jitter), the noise check and its retries."""
     for _ in range(max(1, profile.warmup)):
-        sess.run(None, feed)
-    inner = _runs_per_sample(sess, feed, profile.min_sample_ms)
+        run()
+    start = time.perf_counter()
+    probes = 20
+    for _ in range(probes):
+        run()
+    single_ms = (time.perf_counter() - start) * 1e3 / probes
+    inner = max(1, math.ceil(profile.min_sample_ms / max(single_ms, 1e-6)))
     spreads = []
     for attempt in range(1, profile.retries + 2):
         for _ in range(profile.warmup):
-            sess.run(None, feed)
+            run()
         times = np.empty(profile.repeats)
         for i in range(profile.repeats):
             start = time.perf_counter()
             for _ in range(inner):
-                sess.run(None, feed)
+                run()
             times[i] = (time.perf_counter() - start) / inner
         p10, p25, median, p75, p90 = (
             float(v) * 1e3 for v in np.percentile(times, [10, 25, 50, 75, 90])
@@ -198,17 +211,6 @@ def measure(
         f"((p75-p25)/median = {', '.join(f'{s:.2f}' for s in spreads)} over "
         f"{len(spreads)} attempts, limit {profile.max_spread}); is something else running?"
     )
-
-
-def _runs_per_sample(sess: Any, feed: dict[str, np.ndarray], min_sample_ms: float) -> int:
-    """How many back-to-back runs make one timed sample of at least ``min_sample_ms``: timing a
-    20 microsecond run alone mostly measures timer and scheduler jitter."""
-    start = time.perf_counter()
-    probes = 20
-    for _ in range(probes):
-        sess.run(None, feed)
-    single_ms = (time.perf_counter() - start) * 1e3 / probes
-    return max(1, math.ceil(min_sample_ms / max(single_ms, 1e-6)))
 
 
 def median_of(values: list[float]) -> float:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +10,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from components.latency import DeviceProfile, Latency, NoisyMeasurementError
+from components.latency import DeviceProfile, Latency, time_callable
 
 BATCH = 64
 
@@ -84,38 +82,6 @@ def measure_torch(
     try:
         with torch.inference_mode():
             model.eval()
-            return _time(lambda: model(x), profile, what)
+            return time_callable(lambda: model(x), profile, what)
     finally:
         torch.set_num_threads(previous)
-
-
-def _time(run: Callable[[], object], profile: DeviceProfile, what: str) -> Latency:
-    for _ in range(max(1, profile.warmup)):
-        run()
-    start = time.perf_counter()
-    for _ in range(20):
-        run()
-    single_ms = (time.perf_counter() - start) * 1e3 / 20
-    inner = max(1, math.ceil(profile.min_sample_ms / max(single_ms, 1e-6)))
-    spreads = []
-    for attempt in range(1, profile.retries + 2):
-        for _ in range(profile.warmup):
-            run()
-        times = np.empty(profile.repeats)
-        for i in range(profile.repeats):
-            start = time.perf_counter()
-            for _ in range(inner):
-                run()
-            times[i] = (time.perf_counter() - start) / inner
-        p10, p25, median, p75, p90 = (
-            float(v) * 1e3 for v in np.percentile(times, [10, 25, 50, 75, 90])
-        )
-        result = Latency(median, p10, p25, p75, p90, profile.repeats, inner, attempt)
-        if result.spread <= profile.max_spread:
-            return result
-        spreads.append(result.spread)
-    raise NoisyMeasurementError(
-        f"latency of {what} on '{profile.name}': timings too noisy to trust "
-        f"((p75-p25)/median = {', '.join(f'{s:.2f}' for s in spreads)} over "
-        f"{len(spreads)} attempts, limit {profile.max_spread}); is something else running?"
-    )
