@@ -17,6 +17,7 @@ variables (tensors) and freezes the rest at the server's values. Strategies here
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,10 +39,7 @@ class Entry:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return math.prod(self.shape)
 
 
 def layer_name(name: str) -> str:
