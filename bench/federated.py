@@ -6,7 +6,7 @@ server-test accuracy after, upload bytes per client per round and the reduction 
 measured client peak training memory (PyTorch memory profiler) and its reduction, parameter
 memory, rounds per minute. Then OMC's bit-width curve and the effect of the number of Ray workers.
 
-    python bench/federated.py [--params params.yaml] [--rounds N]
+    python bench/federated.py [--params params.yaml] [--rounds N] [--only PVT ...]
         [--init models/searched.pt | --from-supernet 32,16,32,64,32,64]
 
 ``--from-supernet`` starts from that sub-network of ``models/supernet.ckpt`` (batch-norm
@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--init", default=None, help="override finetune.init (the start model)")
     parser.add_argument("--from-supernet", default=None, help="widths, e.g. 32,16,32,64,32,64")
     parser.add_argument("--rounds", type=int, default=None, help="override finetune.rounds")
+    parser.add_argument("--only", nargs="+", default=None, metavar="TEXT",
+                        help="run only the rows whose label contains one of these (FedAvg, the "
+                             "reference, always runs)")  # fmt: skip
     args = parser.parse_args()
     quiet()
     params = load_params(args.params)
@@ -79,6 +82,9 @@ def main() -> None:
     ]
     default_row = next(label for label, c in rows_spec if c == both)
     one_worker = "PVT + OMC, 1 Ray worker"
+    if args.only:
+        rows_spec = [(label, c) for i, (label, c) in enumerate(rows_spec)
+                     if i == 0 or any(t in label for t in args.only)]  # fmt: skip
     runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-federated-") as tmp:
         top: dict[str, Any] = {"rounds": args.rounds} if args.rounds else {}
@@ -99,7 +105,9 @@ def main() -> None:
 
         for label, changes in rows_spec:
             run(label, changes)
-        run(one_worker, {**both, "simulation.num_cpus": 1})
+        workers_rows = not args.only or any(t in one_worker for t in args.only)
+        if workers_rows:
+            run(one_worker, {**both, "simulation.num_cpus": 1})
 
     base = runs[rows_spec[0][0]]["metrics"]
     rows = []
@@ -125,10 +133,12 @@ def main() -> None:
     print(table(headers, rows))
     workers = []
     for count, label in ((2, default_row), (1, one_worker)):
-        m = runs[label]["metrics"]
-        workers.append([count, f"{m['rounds_per_minute']:.1f}", f"{m['train_seconds']:.0f}"])
-    print()
-    print(table(["Ray workers (1 CPU each)", "rounds/min", "seconds for the rounds"], workers))
+        if label in runs:
+            m = runs[label]["metrics"]
+            workers.append([count, f"{m['rounds_per_minute']:.1f}", f"{m['train_seconds']:.0f}"])
+    if len(workers) == 2:
+        print()
+        print(table(["Ray workers (1 CPU each)", "rounds/min", "seconds for the rounds"], workers))
     settings = {
         "rounds": base["rounds"],
         "clients_per_round": n,
@@ -140,7 +150,8 @@ def main() -> None:
         "server": d.server.model_dump(),
     }
     print(f"\nsettings: {settings}")
-    print(f"written {save('federated', {'settings': settings, 'runs': runs})}")
+    name = "federated_partial" if args.only else "federated"  # a subset keeps the full table
+    print(f"written {save(name, {'settings': settings, 'runs': runs})}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Super-network training sweep: inherited-weight accuracy of fixed architectures per setting.
 
 Each argument is a JSON object of `supernet` overrides; for each, the super-network is trained
-and 7 fixed sub-networks (from bench/supernet.py's spread at the default seed) are scored with
-inherited weights after BN recalibration. This is how the defaults in params.yaml were chosen.
+and 7 fixed sub-networks (from bench/supernet.py's spread at the default seed) and 6 shallow ones
+(where a search at half latency ends) are scored with inherited weights after BN recalibration.
+This is how the defaults in params.yaml were chosen.
 
     python bench/supernet_sweep.py '{"full_fraction": 0.5}' '{"full_fraction": 0.125, "epochs": 40}'
 """
@@ -31,6 +32,9 @@ ARCHS = [
     [32, 16, 16, 24, 24, 16], [32, 8, 8, 24, 56, 40], [32, 16, 32, 16, 48, 24],
     [32, 32, 32, 64, 64, 64],
 ]  # fmt: skip
+# shallow networks, where a search at half the full network's latency ends (4-5 layers removed)
+SHALLOW = [[0, 0, 0, 16, 0, 64], [0, 0, 0, 0, 64, 0], [32, 0, 0, 64, 0, 0], [0, 0, 0, 64, 64, 0],
+           [0, 16, 0, 0, 0, 32], [0, 0, 0, 0, 0, 0]]  # fmt: skip
 
 
 def main() -> None:
@@ -55,13 +59,17 @@ def main() -> None:
         net.norm.set_stats(data.train_x)
         result = fit(net, p, data, seed)
         accs = [score_subnet(net, a, data, result.module.calibration) for a in ARCHS]
+        shallow = [score_subnet(net, a, data, result.module.calibration) for a in SHALLOW]
         records.append({"overrides": json.loads(text), "inherited_val": accs,
-                        "seconds": result.seconds})  # fmt: skip
+                        "inherited_val_shallow": shallow, "seconds": result.seconds})  # fmt: skip
         rows.append([text, " ".join(f"{a:.1f}" for a in accs), f"{statistics.median(accs):.1f}",
+                     " ".join(f"{a:.1f}" for a in shallow), f"{statistics.median(shallow):.1f}",
                      f"{result.seconds:.0f}"])  # fmt: skip
         print(rows[-1], flush=True)
-    print(table(["overrides", "inherited val % (7 archs)", "median", "train s"], rows))
-    print(f"\nwritten {save('supernet_sweep', {'archs': ARCHS, 'runs': records})}")
+    print(table(["overrides", "inherited val % (7 archs)", "median", "shallow (6 archs)", "median",
+                 "train s"], rows))  # fmt: skip
+    out = {"archs": ARCHS, "shallow": SHALLOW, "runs": records}
+    print(f"\nwritten {save('supernet_sweep', out)}")
 
 
 if __name__ == "__main__":

@@ -122,7 +122,8 @@ class SupernetParams(Section):
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-2
     label_smoothing: Fraction = 0.05
     full_fraction: Fraction = 0.125  # ODO: samples per batch that train the full network
-    smallest_fraction: Fraction = 0.0  # ... and the smallest; the rest draw random widths
+    smallest_fraction: Fraction = 0.0  # ... and the smallest
+    depth_fraction: Fraction = 0.0  # ... and a uniform number of kept layers; the rest: any widths
     distill_weight: Fraction = 0.0  # in-place distillation from the full network (0 = off)
     time_masks: Annotated[int, Field(ge=0)] = 2  # SpecAugment
     time_mask_max: Annotated[int, Field(ge=0)] = 12
@@ -138,8 +139,8 @@ class SupernetParams(Section):
 
     @model_validator(mode="after")
     def _fractions_fit(self) -> SupernetParams:
-        if self.full_fraction + self.smallest_fraction > 1.0:
-            raise ValueError("full_fraction + smallest_fraction must be at most 1")
+        if self.full_fraction + self.smallest_fraction + self.depth_fraction > 1.0:
+            raise ValueError("full_fraction + smallest_fraction + depth_fraction must be at most 1")
         for stage in self.stages:
             if stage.channels % self.width_step:
                 raise ValueError(f"stage channels {stage.channels} not a multiple of width_step")
@@ -221,7 +222,7 @@ class SimulationParams(Section):
     """Flower's simulation engine on Ray: local by default, a Ray cluster by address."""
 
     num_cpus: Annotated[int, Field(ge=1)] = 2  # CPUs of the local Ray instance (not with address)
-    client_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # per ClientApp worker: workers = cpus / this
+    client_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # per ClientApp worker: cpus / this workers
     client_gpus: Annotated[float, Field(ge=0.0)] = 0.0
     client_threads: Annotated[int, Field(ge=1)] = 1  # torch threads inside a worker
     address: str = ""  # "" = start Ray here; "auto" or "ray://HOST:10001" joins a cluster
@@ -238,7 +239,7 @@ class FinetuneParams(Section):
     local_steps: Annotated[int, Field(ge=1)] = 10
     batch_size: Annotated[int, Field(ge=1)] = 16
     client_lr: Annotated[float, Field(gt=0.0)] = 0.05  # client SGD
-    max_update_norm: Annotated[float, Field(gt=0.0)] = 10.0  # reject rms(update) > this x rms(model)
+    max_update_norm: Annotated[float, Field(gt=0.0)] = 10.0  # reject if update/model RMS > this
     round_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
     memory_probe_every: Annotated[int, Field(ge=0)] = 5  # profile client memory every k rounds
     federated_eval: bool = True  # also evaluate on every client through Flower, first and last

@@ -13,8 +13,9 @@ import math
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -67,8 +68,10 @@ class DeviceProfile(BaseModel):
     warmup: Annotated[int, Field(ge=0)] = 50
     repeats: Annotated[int, Field(ge=5)] = 200
     min_sample_ms: Annotated[float, Field(ge=0.0)] = 1.0  # batch runs into samples this long
+    min_seconds: Annotated[float, Field(ge=0.0)] = 0.0  # more samples until an attempt lasts this
     max_spread: Annotated[float, Field(gt=0.0)] = 0.1
     retries: Annotated[int, Field(ge=0)] = 4
+    retry_wait_s: Annotated[float, Field(ge=0.0)] = 0.0  # pause before a retry, doubling each time
     budget: Budget = Budget(fraction=0.5)
 
 
@@ -165,51 +168,99 @@ def measure(
     profile: DeviceProfile,
     what: str = "model",
 ) -> Latency:
-    """Time ``model`` on ``feed`` (batch 1): warm-up, then ``repeats`` single runs.
+    """Time ``model`` on ``feed`` (batch 1): warm-up, then ``repeats`` timed samples.
 
-    Each of the ``repeats`` samples times enough back-to-back runs to last ``min_sample_ms`` and
-    divides. Returns the median and percentiles per run. When (p75 - p25) / median exceeds the
-    profile's ``max_spread`` the attempt is repeated up to ``retries`` times; if no attempt is
-    quiet enough, raises ``NoisyMeasurementError`` rather than report a figure that cannot be
-    trusted.
+    Each sample times enough back-to-back runs to last ``min_sample_ms`` and divides. Returns the
+    median and percentiles per run. When (p75 - p25) / median exceeds the profile's
+    ``max_spread`` the attempt is repeated up to ``retries`` times; if no attempt is quiet enough,
+    raises ``NoisyMeasurementError`` rather than report a figure that cannot be trusted.
     """
-    sess = session(model, profile)
-    return time_callable(lambda: sess.run(None, feed), profile, what)
+    return measure_many({what: (model, feed)}, profile)[what]
+
+
+def measure_many(
+    models: Mapping[str, tuple[bytes | str | Path, dict[str, np.ndarray]]], profile: DeviceProfile
+) -> dict[str, Latency]:
+    """Time several models interleaved (see ``time_interleaved``): figures that will be added,
+    subtracted or compared with each other are measured under the same machine conditions."""
+    runs = {}
+    for what, (model, feed) in models.items():
+        sess = session(model, profile)
+        runs[what] = partial(sess.run, None, feed)
+    return time_interleaved(runs, profile)
 
 
 def time_callable(run: Callable[[], object], profile: DeviceProfile, what: str) -> Latency:
-    """The timing loop behind ``measure``, for anything callable (e.g. a PyTorch model): warm-up,
-    ``repeats`` samples of enough back-to-back runs to last ``min_sample_ms`` (timing a 20 us run
-    alone mostly measures timer and scheduler jitter), the noise check and its retries."""
-    for _ in range(max(1, profile.warmup)):
-        run()
-    start = time.perf_counter()
-    probes = 20
-    for _ in range(probes):
-        run()
-    single_ms = (time.perf_counter() - start) * 1e3 / probes
-    inner = max(1, math.ceil(profile.min_sample_ms / max(single_ms, 1e-6)))
-    spreads = []
-    for attempt in range(1, profile.retries + 2):
-        for _ in range(profile.warmup):
+    """The timing loop behind ``measure``, for anything callable (e.g. a PyTorch model)."""
+    return time_interleaved({what: run}, profile)[what]
+
+
+def time_interleaved(runs: Mapping[str, Callable[[], object]], profile: DeviceProfile
+                     ) -> dict[str, Latency]:  # fmt: skip
+    """Time each callable: warm-up, then ``repeats`` samples of enough back-to-back runs to last
+    ``min_sample_ms`` (timing a 20 us run alone mostly measures timer and scheduler jitter),
+    preceded by one untimed run (so a sample never pays for caches another model evicted).
+
+    Samples of the different callables are interleaved round-robin, so every figure spans the
+    same stretch of time, and the number of samples grows until one attempt lasts the profile's
+    ``min_seconds``. On a shared host the speed of a core drifts between regimes for 0.3-2 s at a
+    time (a busy SMT sibling here makes the same network ~25% slower): timing one model for 0.2 s
+    after another lets one land in a slow stretch and the next in a fast one, and their
+    difference (a latency-table entry) is then mostly noise. Interleaved over seconds, both see
+    the same mix of regimes and the median stays in the common one.
+
+    A figure whose (p75 - p25) / median exceeds ``max_spread`` is measured again (with the other
+    refused ones) up to ``retries`` times, after pauses of ``retry_wait_s``, doubling (busy
+    stretches here last up to tens of seconds); ``NoisyMeasurementError`` names those never quiet.
+    """
+    inner: dict[str, int] = {}
+    sample_ms: dict[str, float] = {}  # one sample, its untimed run included
+    for what, run in runs.items():
+        for _ in range(max(1, profile.warmup)):
             run()
-        times = np.empty(profile.repeats)
-        for i in range(profile.repeats):
-            start = time.perf_counter()
-            for _ in range(inner):
+        probes = 20
+        start = time.perf_counter()
+        for _ in range(probes):
+            run()
+        single_ms = (time.perf_counter() - start) * 1e3 / probes
+        inner[what] = max(1, math.ceil(profile.min_sample_ms / max(single_ms, 1e-6)))
+        sample_ms[what] = (inner[what] + 1) * single_ms
+    results: dict[str, Latency] = {}
+    spreads: dict[str, list[float]] = {what: [] for what in runs}
+    pending = list(runs)
+    for attempt in range(1, profile.retries + 2):
+        if attempt > 1 and profile.retry_wait_s:
+            time.sleep(profile.retry_wait_s * 2 ** (attempt - 2))  # let a burst of load pass
+        cycle_ms = sum(sample_ms[what] for what in pending)
+        repeats = max(profile.repeats, math.ceil(profile.min_seconds * 1e3 / max(cycle_ms, 1e-6)))
+        times = {what: np.empty(repeats) for what in pending}
+        for i in range(repeats):
+            shift = i % len(pending)  # rotate the order: no model always follows the same one
+            for what in pending[shift:] + pending[:shift]:
+                run, n = runs[what], inner[what]
                 run()
-            times[i] = (time.perf_counter() - start) / inner
-        p10, p25, median, p75, p90 = (
-            float(v) * 1e3 for v in np.percentile(times, [10, 25, 50, 75, 90])
-        )
-        result = Latency(median, p10, p25, p75, p90, profile.repeats, inner, attempt)
-        if result.spread <= profile.max_spread:
-            return result
-        spreads.append(result.spread)
+                start = time.perf_counter()
+                for _ in range(n):
+                    run()
+                times[what][i] = (time.perf_counter() - start) / n
+        for what in pending:
+            p10, p25, median, p75, p90 = (
+                float(v) * 1e3 for v in np.percentile(times[what], [10, 25, 50, 75, 90])
+            )
+            result = Latency(median, p10, p25, p75, p90, repeats, inner[what], attempt)
+            if result.spread <= profile.max_spread:
+                results[what] = result
+            else:
+                spreads[what].append(result.spread)
+        pending = [what for what in pending if what not in results]
+        if not pending:
+            return {what: results[what] for what in runs}
+    worst = pending[0]
     raise NoisyMeasurementError(
-        f"latency of {what} on '{profile.name}': timings too noisy to trust "
-        f"((p75-p25)/median = {', '.join(f'{s:.2f}' for s in spreads)} over "
-        f"{len(spreads)} attempts, limit {profile.max_spread}); is something else running?"
+        f"latency of {', '.join(pending[:3])}{' ...' if len(pending) > 3 else ''} on "
+        f"'{profile.name}': timings too noisy to trust ((p75-p25)/median of {worst} = "
+        f"{', '.join(f'{s:.2f}' for s in spreads[worst])} over {len(spreads[worst])} attempts, "
+        f"limit {profile.max_spread}); is something else running?"
     )
 
 

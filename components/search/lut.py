@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ import torch
 
 from components.errors import ConfigError
 from components.io import write_json_atomic
-from components.latency import DeviceProfile, Latency, measure, onnx_bytes
+from components.latency import DeviceProfile, Latency, measure_many, onnx_bytes
 from components.supernet.model import SuperNet
 from components.supernet.space import SearchSpace
 from components.supernet.subnet import extract_subnet
@@ -130,54 +130,79 @@ def interpolate(measured: dict[int, float], choices: Sequence[int]) -> dict[int,
     return out
 
 
-def network_latency(
-    net: SuperNet, widths: Sequence[int], profile: DeviceProfile, measurer: Callable[..., Latency]
-) -> Latency:
-    """Measure one sub-network of ``net`` (extracted, exported to ONNX) at batch 1."""
-    sub = extract_subnet(net, list(widths)).eval()
+Measurer = Callable[
+    [Mapping[str, tuple[bytes, dict[str, np.ndarray]]], DeviceProfile], dict[str, Latency]
+]
+
+
+def widths_key(widths: Sequence[int]) -> str:
+    return f"widths {[int(w) for w in widths]}"
+
+
+def network_latencies(
+    net: SuperNet,
+    archs: Sequence[Sequence[int]],
+    profile: DeviceProfile,
+    measurer: Measurer = measure_many,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Latency]:
+    """Measure sub-networks of ``net`` (extracted, exported to ONNX) at batch 1, interleaved so
+    that figures which will be compared or subtracted share the machine's conditions."""
     example = torch.zeros(1, net.space.n_mels, net.space.frames)
-    model = onnx_bytes(sub, (example,))
-    return measurer(model, {"input": example.numpy()}, profile, what=f"widths {list(widths)}")
+    feed = {"input": example.numpy()}
+    models: dict[str, tuple[bytes, dict[str, np.ndarray]]] = {}
+    for widths in archs:
+        key = widths_key(widths)
+        if key not in models:
+            models[key] = (onnx_bytes(extract_subnet(net, list(widths)).eval(), (example,)), feed)
+        if progress is not None:
+            progress(len(models), len(archs) + 1)
+    latencies = measurer(models, profile)
+    if progress is not None:
+        progress(len(archs) + 1, len(archs) + 1)
+    return [latencies[widths_key(w)] for w in archs]
+
+
+def network_latency(
+    net: SuperNet, widths: Sequence[int], profile: DeviceProfile, measurer: Measurer = measure_many
+) -> Latency:
+    """Measure one sub-network of ``net`` at batch 1."""
+    return network_latencies(net, [widths], profile, measurer)[0]
 
 
 def build_table(
     net: SuperNet,
     profile: DeviceProfile,
     width_stride: int = 1,
-    measurer: Callable[..., Latency] = measure,
+    measurer: Measurer = measure_many,
     progress: Callable[[int, int], None] | None = None,
 ) -> LatencyTable:
-    """Measure the table on this machine: the base network, then each layer at each grid width."""
+    """Measure the table on this machine: the base network, each layer at each grid width and the
+    full network (``info["full_ms"]``), all in one interleaved measurement."""
     space = net.space
     layers = range(space.num_layers)
     grids = [measurement_grid(space.width_choices(i), width_stride) for i in layers]
-    total = 1 + sum(len(g) for g in grids)
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
     zeros = [0] * space.num_layers
-    base = network_latency(net, zeros, profile, measurer).median_ms
-    tick()
-    layer_ms = []
+    archs = [zeros]
     for i, grid in enumerate(grids):
-        measured = {}
         for w in grid:
             widths = list(zeros)
             widths[i] = w
-            measured[w] = network_latency(net, widths, profile, measurer).median_ms - base
-            tick()
-        layer_ms.append(interpolate(measured, space.width_choices(i)))
+            archs.append(widths)
+    archs.append(space.largest())
+    medians = [lat.median_ms for lat in network_latencies(net, archs, profile, measurer, progress)]
+    base, at = medians[0], iter(medians[1:-1])
+    layer_ms = [
+        interpolate({w: next(at) - base for w in grid}, space.width_choices(i))
+        for i, grid in enumerate(grids)
+    ]
     info = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "machine": platform.machine(),
         "processor": platform.processor(),
-        "method": "in-network differences against the all-removed network, batch 1",
+        "method": "in-network differences against the all-removed network, batch 1, interleaved",
         "width_stride": width_stride,
+        "full_ms": medians[-1],
     }
     return LatencyTable(space, profile.model_dump(), base, layer_ms, grids, info)

@@ -22,8 +22,8 @@ from components.data.prepared import load_prepared
 from components.data.splits import CLIENT, TEST
 from components.errors import ConfigError
 from components.io import atomic_dir, write_json_atomic
-from components.latency import DeviceProfile, Latency, load_profile, measure, median_of
-from components.search.lut import LatencyTable, build_table, network_latency
+from components.latency import DeviceProfile, load_profile, median_of
+from components.search.lut import LatencyTable, build_table, network_latencies
 from components.search.mcd import (
     CachedEvaluator,
     Candidate,
@@ -56,6 +56,17 @@ class SupernetEvaluator:
     def evaluate(self, widths: Sequence[int]) -> float:
         sub = recalibrate_batch_norm(extract_subnet(self.net, list(widths)), self.calibration)
         return accuracy(sub, self.data.val_x, self.data.val_y)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A whole-network latency: ``ms`` in the latency table's conditions, from ``raw_ms``
+    measured alongside the all-removed (``base_raw_ms``) and the full network (``full_raw_ms``)."""
+
+    ms: float
+    raw_ms: float
+    base_raw_ms: float
+    full_raw_ms: float
 
 
 @dataclass
@@ -159,19 +170,42 @@ def run(
     choices = [space.width_choices(i) for i in range(space.num_layers)]
     on_device = s.lut_import is None  # an imported table targets hardware we cannot time here
 
-    def timed(widths: Sequence[int], prof: DeviceProfile = profile) -> Latency:
-        return network_latency(net, widths, prof, measure)
+    full, zeros = space.largest(), space.smallest()
+
+    def timed_many(archs: Sequence[Sequence[int]], prof: DeviceProfile = profile,
+                   what: str = "") -> list[Measured]:  # fmt: skip
+        """Whole-network latencies in the table's conditions: measured interleaved with the
+        all-removed and the full network, then mapped by the affine map that takes those two to
+        their figures in the table. The host's speed drifts by 5-30% over minutes and a slow
+        stretch adds proportionally more to a small network (per-call overhead: here the
+        all-removed network slowed 1.5x while the full one slowed 1.35x), so one scale factor
+        would still leave ~10% on the smallest networks; two anchors do not."""
+        report = (lambda d, n: tick(what, d, n)) if what else None
+        *lats, low, high = network_latencies(net, [*archs, zeros, full], prof, progress=report)
+        low_ms, high_ms = lut.base_ms, lut.info["full_ms"]
+        slope = (high_ms - low_ms) / (high.median_ms - low.median_ms)
+        return [
+            Measured(
+                low_ms + (lat.median_ms - low.median_ms) * slope,
+                lat.median_ms,
+                low.median_ms,
+                high.median_ms,
+            )  # fmt: skip
+            for lat in lats
+        ]
+
+    def timed(widths: Sequence[int]) -> float:
+        return timed_many([widths])[0].ms
 
     # 1. the latency table
     t0 = time.perf_counter()
     if s.lut_import:
         lut = LatencyTable.load(workdir / s.lut_import, space)
     else:
-        lut = build_table(net, profile, s.lut_width_stride, measure,
-                          lambda d, n: tick("latency table", d, n))  # fmt: skip
+        lut = build_table(net, profile, s.lut_width_stride,
+                          progress=lambda d, n: tick("latency table", d, n))  # fmt: skip
     lut_seconds = time.perf_counter() - t0
-    full = space.largest()
-    full_ms = timed(full).median_ms if on_device else lut.predict(full)
+    full_ms = lut.info["full_ms"] if on_device else lut.predict(full)
     budget = resolve_budget(params, profile, full_ms)
     log.info("full network %.4f ms; budget %.4f ms", full_ms, budget)
 
@@ -195,7 +229,7 @@ def run(
             )  # fmt: skip
             iterations += mcd.iterations
             evaluated += mcd.evaluated if not evaluated else mcd.evaluated[1:]
-            measured_ms = timed(mcd.widths).median_ms if on_device else float("nan")
+            measured_ms = timed(mcd.widths) if on_device else float("nan")
             rounds.append(
                 {
                     "search_budget_ms": search_budget,
@@ -217,7 +251,7 @@ def run(
         outcomes = {"mcd": mcd}
         outcomes["random"] = random_search(choices, lut, scorer, search_budget, rng,
                                            mcd.candidates_evaluated)  # fmt: skip
-        fits = (lambda w: timed(w).median_ms <= budget) if on_device else None
+        fits = (lambda w: timed(w) <= budget) if on_device else None
         outcomes["uniform"] = uniform_baseline(choices, lut, scorer, search_budget,
                                                space.width_step, fits)  # fmt: skip
         if s.netadapt_v1:
@@ -227,16 +261,19 @@ def run(
         # 4. measured latency of every evaluated candidate (quick timing, for the plot) and a
         #    careful check of the table on winners and random architectures
         measured: dict[str, float] = {}
-        quick = profile.model_copy(update={"repeats": s.pareto_repeats})
+        # (for the plot only: fewer samples and a looser noise limit than the careful check)
+        quick = profile.model_copy(
+            update={"repeats": s.pareto_repeats, "max_spread": max(profile.max_spread, 0.5)}
+        )
         if on_device:
             points = {arch_key(c.widths): c.widths for o in outcomes.values() for c in o.evaluated}
-            for k, (key, widths) in enumerate(points.items(), 1):
-                measured[key] = timed(widths, quick).median_ms
-                tick("timing candidates", k, len(points))
-        lut_check = check_table(lut, timed, outcomes, s.lut_check_archs, choices,
+            quick_ms = timed_many(list(points.values()), quick, "timing candidates")
+            measured = {key: m.ms for key, m in zip(points, quick_ms, strict=True)}
+        lut_check = check_table(lut, timed_many, outcomes, s.lut_check_archs, choices,
                                 params.base.seed) if on_device else []  # fmt: skip
         lut_error = median_of([c["error_pct"] for c in lut_check])
-        winners_ms = {name: (timed(o.widths).median_ms if on_device else float("nan"))
+        checked = {arch_key(c["widths"]): c["measured_ms"] for c in lut_check}
+        winners_ms = {name: checked.get(arch_key(o.widths), float("nan"))
                       for name, o in outcomes.items()}  # fmt: skip
 
         # 5. train the discovered network (and the baselines' winners, for equal training)
@@ -335,25 +372,25 @@ def run(
 
 def check_table(
     lut: LatencyTable,
-    timed: Callable[[Sequence[int]], Latency],
+    timed_many: Callable[[Sequence[Sequence[int]]], list[Measured]],
     outcomes: dict[str, SearchOutcome],
     n_random: int,
     choices: Sequence[Sequence[int]],
     seed: int,
 ) -> list[dict[str, Any]]:
-    """The table's error against whole-network measurements: every method's winner plus
-    ``n_random`` random architectures."""
+    """The table's error against whole-network measurements (one interleaved measurement):
+    every method's winner plus ``n_random`` random architectures."""
     rng = np.random.default_rng(seed + 17)
     archs = {arch_key(o.widths): o.widths for o in outcomes.values()}
     while len(archs) < len(outcomes) + n_random:
         w = [int(rng.choice(c)) for c in choices]
         archs.setdefault(arch_key(w), w)
     out = []
-    for widths in archs.values():
-        measured = timed(widths).median_ms
+    for widths, m in zip(archs.values(), timed_many(list(archs.values())), strict=True):
         predicted = lut.predict(widths)
-        out.append({"widths": widths, "predicted_ms": predicted, "measured_ms": measured,
-                    "error_pct": abs(predicted - measured) / measured * 100})  # fmt: skip
+        out.append({"widths": widths, "predicted_ms": predicted, "measured_ms": m.ms,
+                    "error_pct": abs(predicted - m.ms) / m.ms * 100, "raw_ms": m.raw_ms,
+                    "base_raw_ms": m.base_raw_ms, "full_raw_ms": m.full_raw_ms})  # fmt: skip
     return out
 
 

@@ -129,15 +129,24 @@ def sample_widths(
     generator: torch.Generator,
     full_fraction: float,
     smallest_fraction: float,
+    depth_fraction: float = 0.0,
 ) -> torch.Tensor:
     """Ordered-dropout widths for one batch, one row per sample (NetAdaptV2 ODO).
 
     The first ``full_fraction`` of the rows keep every channel (the full network trains in
-    every step), the next ``smallest_fraction`` take the smallest network, and the rest draw each
-    layer's width uniformly from its choices, so one pass trains many nested sub-networks.
+    every step), the next ``smallest_fraction`` take the smallest network, the next
+    ``depth_fraction`` keep a number of layers drawn uniformly from 0..L (which ones at random,
+    each at a uniform non-zero width), and the rest draw each layer's width uniformly from its
+    choices, so one pass trains many nested sub-networks.
+
+    Why the depth rows: with CBC a removed layer is width 0, one choice among 5-9 per layer, so
+    uniform widths almost never train a network with most layers removed (4 of 6 removed: ~1% of
+    rows here), yet that is where a search at half the latency ends up. Drawing the number of
+    kept layers uniformly gives every depth the same share of those rows.
     """
     n_full = round(full_fraction * batch)
     n_small = min(batch - n_full, round(smallest_fraction * batch))
+    n_depth = min(batch - n_full - n_small, round(depth_fraction * batch))
     cols = []
     for layer in range(space.num_layers):
         choices = torch.tensor(space.width_choices(layer))
@@ -145,4 +154,20 @@ def sample_widths(
         picks[:n_full] = space.layer_channels[layer]
         picks[n_full : n_full + n_small] = 0
         cols.append(picks)
-    return torch.stack(cols, dim=1)
+    widths = torch.stack(cols, dim=1)
+    if n_depth:
+        rows = slice(n_full + n_small, n_full + n_small + n_depth)
+        layers = space.num_layers
+        kept = torch.randint(layers + 1, (n_depth, 1), generator=generator)
+        order = torch.rand(n_depth, layers, generator=generator).argsort(dim=1).argsort(dim=1)
+        nonzero = torch.stack(
+            [
+                torch.tensor(space.width_choices(i)[1:])[
+                    torch.randint(len(space.width_choices(i)) - 1, (n_depth,), generator=generator)
+                ]
+                for i in range(layers)
+            ],
+            dim=1,
+        )
+        widths[rows] = torch.where(order < kept, nonzero, torch.zeros_like(nonzero))
+    return widths

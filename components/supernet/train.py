@@ -94,8 +94,9 @@ class KwsModule(L.LightningModule):
         p = self.p
         if self.supernet is not None:
             widths = sample_widths(
-                self.supernet.space, len(y), self.generator, p.full_fraction, p.smallest_fraction
-            )
+                self.supernet.space, len(y), self.generator,
+                p.full_fraction, p.smallest_fraction, p.depth_fraction,
+            )  # fmt: skip
             logits = self.supernet(x, widths)
             loss = F.cross_entropy(logits, y, label_smoothing=p.label_smoothing)
             if p.distill_weight > 0:

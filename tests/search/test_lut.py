@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from components.latency import (
     load_profile,
     measure,
     onnx_bytes,
+    time_interleaved,
 )
 from components.search.lut import (
     LatencyTable,
@@ -46,11 +48,14 @@ def fake_measurer(costs: dict[int, float], base: float):  # noqa: ANN201
     """Stands in for the device: latency = base + sum of per-layer costs * width."""
     seen: list[bytes] = []
 
-    def measurer(model: bytes, feed, profile, what: str = "") -> Latency:  # noqa: ANN001
-        widths = json.loads(what.removeprefix("widths "))
-        seen.append(model)
-        ms = base + sum(costs[i] * w for i, w in enumerate(widths))
-        return Latency(ms, ms, ms, ms, ms, profile.repeats, 1, 1)
+    def measurer(models, profile) -> dict[str, Latency]:  # noqa: ANN001
+        out = {}
+        for what, (model, _feed) in models.items():
+            widths = json.loads(what.removeprefix("widths "))
+            seen.append(model)
+            ms = base + sum(costs[i] * w for i, w in enumerate(widths))
+            out[what] = Latency(ms, ms, ms, ms, ms, profile.repeats, 1, 1)
+        return out
 
     return measurer, seen
 
@@ -60,9 +65,10 @@ def test_build_table_recovers_an_additive_device_and_round_trips(tmp_path: Path)
     measurer, seen = fake_measurer({0: 0.01, 1: 0.02, 2: 0.03}, base=0.5)
     steps = []
     table = build_table(net, QUICK, 1, measurer, lambda d, n: steps.append((d, n)))
-    assert len(seen) == 1 + 2 + 2 + 2 and steps[-1] == (7, 7)
+    assert len(seen) == 1 + 2 + 2 + 2 + 1 and steps[-1] == (9, 9)  # base, 3 layers x 2, full
     assert all(m[:4] != b"" for m in seen)  # real ONNX exports were timed
     assert table.base_ms == 0.5
+    assert table.info["full_ms"] == pytest.approx(0.5 + 0.16 + 0.32 + 0.48)
     assert table.layer_ms[2] == {0: 0.0, 8: pytest.approx(0.24), 16: pytest.approx(0.48)}
     assert table.predict([16, 8, 0]) == pytest.approx(0.5 + 0.16 + 0.16)
     path = tmp_path / "lut.json"
@@ -118,7 +124,29 @@ def test_measure_times_a_real_model_and_refuses_noise() -> None:
         measure(blob, feed, strict, what="tiny")
 
 
+def test_interleaved_timing_alternates_models_and_spans_min_seconds() -> None:
+    calls: list[str] = []
+
+    def run(name: str, spin: int):  # noqa: ANN202
+        def call() -> None:
+            calls.append(name)
+            sum(range(spin))
+
+        return call
+
+    profile = QUICK.model_copy(update={"repeats": 5, "min_sample_ms": 0.0, "min_seconds": 0.05})
+    result = time_interleaved({"a": run("a", 10), "b": run("b", 2000)}, profile)
+    assert result["a"].median_ms < result["b"].median_ms
+    assert result["a"].repeats == result["b"].repeats > 5  # more samples to last 50 ms
+    timed = calls[-2 * result["a"].repeats * 2 :]  # each sample: one untimed run + one timed
+    assert timed.count("a") == timed.count("b")
+    assert max(len(list(g)) for _, g in itertools.groupby(timed)) <= 4  # never long runs of one
+    strict = profile.model_copy(update={"max_spread": 1e-12, "retries": 0})
+    with pytest.raises(NoisyMeasurementError, match="latency of a, b on 'test'"):
+        time_interleaved({"a": run("a", 10), "b": run("b", 2000)}, strict)
+
+
 def test_network_latency_measures_an_extracted_subnet() -> None:
     net = SuperNet(SPACE).eval()
-    result = network_latency(net, [8, 0, 16], QUICK, measure)
+    result = network_latency(net, [8, 0, 16], QUICK)
     assert np.isfinite(result.median_ms) and result.median_ms > 0

@@ -59,6 +59,22 @@ def test_sample_widths_full_rows_smallest_rows_and_choices():
     assert len({tuple(r) for r in w[8:].tolist()}) > 1  # per-sample widths, not per batch
 
 
+def test_depth_rows_draw_the_number_of_kept_layers_uniformly():
+    g = torch.Generator().manual_seed(0)
+    before = sample_widths(SPACE, 64, torch.Generator().manual_seed(1), 0.125, 0.0)
+    same = sample_widths(SPACE, 64, torch.Generator().manual_seed(1), 0.125, 0.0, 0.0)
+    assert torch.equal(before, same)  # depth_fraction 0 changes nothing
+    w = sample_widths(SPACE, 8000, g, full_fraction=0.0, smallest_fraction=0.0, depth_fraction=0.5)
+    depth = w[:4000]
+    for layer in range(SPACE.num_layers):
+        assert set(depth[:, layer].tolist()) <= set(SPACE.width_choices(layer))
+    kept = (depth > 0).sum(dim=1)
+    counts = torch.bincount(kept, minlength=SPACE.num_layers + 1).float() / 4000
+    assert torch.allclose(counts, torch.full_like(counts, 1 / (SPACE.num_layers + 1)), atol=0.03)
+    uniform_kept = (w[4000:] > 0).sum(dim=1)  # the rest still draw every width uniformly
+    assert float((uniform_kept == 0).float().mean()) < 0.05
+
+
 @pytest.mark.parametrize(
     "widths", [[16, 16, 24, 24], [0, 0, 0, 0], [8, 0, 16, 8], [0, 16, 0, 24], [16, 8, 8, 0]]
 )
