@@ -58,8 +58,8 @@ def main() -> None:
     parser.add_argument("--from-supernet", default=None, help="widths, e.g. 32,16,32,64,32,64")
     parser.add_argument("--rounds", type=int, default=None, help="override finetune.rounds")
     parser.add_argument("--only", nargs="+", default=None, metavar="TEXT",
-                        help="run only the rows whose label contains one of these (FedAvg, the "
-                             "reference, always runs)")  # fmt: skip
+                        help="run only the rows with these labels (FedAvg, the reference, "
+                             "always runs)")  # fmt: skip
     args = parser.parse_args()
     quiet()
     params = load_params(args.params)
@@ -84,7 +84,7 @@ def main() -> None:
     one_worker = "PVT + OMC, 1 Ray worker"
     if args.only:
         rows_spec = [(label, c) for i, (label, c) in enumerate(rows_spec)
-                     if i == 0 or any(t in label for t in args.only)]  # fmt: skip
+                     if i == 0 or label in args.only]  # fmt: skip
     runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-federated-") as tmp:
         top: dict[str, Any] = {"rounds": args.rounds} if args.rounds else {}
@@ -105,8 +105,7 @@ def main() -> None:
 
         for label, changes in rows_spec:
             run(label, changes)
-        workers_rows = not args.only or any(t in one_worker for t in args.only)
-        if workers_rows:
+        if not args.only or one_worker in args.only:
             run(one_worker, {**both, "simulation.num_cpus": 1})
 
     base = runs[rows_spec[0][0]]["metrics"]

@@ -203,15 +203,16 @@ def time_interleaved(runs: Mapping[str, Callable[[], object]], profile: DevicePr
 
     Samples of the different callables are interleaved round-robin, so every figure spans the
     same stretch of time, and the number of samples grows until one attempt lasts the profile's
-    ``min_seconds``. On a shared host the speed of a core drifts between regimes for 0.3-2 s at a
-    time (a busy SMT sibling here makes the same network ~25% slower): timing one model for 0.2 s
-    after another lets one land in a slow stretch and the next in a fast one, and their
-    difference (a latency-table entry) is then mostly noise. Interleaved over seconds, both see
-    the same mix of regimes and the median stays in the common one.
+    ``min_seconds``. On a shared host the speed of a core drifts between regimes for 0.3 s to tens
+    of seconds at a time (a busy SMT sibling here makes the same network 25-50% slower): timing
+    one model for 0.2 s after another lets one land in a slow stretch and the next in a fast one,
+    and their difference (a latency-table entry) is then mostly noise. Interleaved, both see the
+    same mix of regimes.
 
-    A figure whose (p75 - p25) / median exceeds ``max_spread`` is measured again (with the other
-    refused ones) up to ``retries`` times, after pauses of ``retry_wait_s``, doubling (busy
-    stretches here last up to tens of seconds); ``NoisyMeasurementError`` names those never quiet.
+    When any figure's (p75 - p25) / median exceeds ``max_spread``, all of them are measured again
+    (figures from different attempts would not share conditions), up to ``retries`` times, after
+    pauses of ``retry_wait_s``, doubling (busy stretches here last up to tens of seconds);
+    ``NoisyMeasurementError`` names the figures still too noisy in the last attempt.
     """
     inner: dict[str, int] = {}
     sample_ms: dict[str, float] = {}  # one sample, its untimed run included
@@ -225,41 +226,40 @@ def time_interleaved(runs: Mapping[str, Callable[[], object]], profile: DevicePr
         single_ms = (time.perf_counter() - start) * 1e3 / probes
         inner[what] = max(1, math.ceil(profile.min_sample_ms / max(single_ms, 1e-6)))
         sample_ms[what] = (inner[what] + 1) * single_ms
-    results: dict[str, Latency] = {}
+    names = list(runs)
+    cycle_ms = sum(sample_ms.values())
+    repeats = max(profile.repeats, math.ceil(profile.min_seconds * 1e3 / max(cycle_ms, 1e-6)))
     spreads: dict[str, list[float]] = {what: [] for what in runs}
-    pending = list(runs)
+    noisy: list[str] = []
     for attempt in range(1, profile.retries + 2):
         if attempt > 1 and profile.retry_wait_s:
             time.sleep(profile.retry_wait_s * 2 ** (attempt - 2))  # let a burst of load pass
-        cycle_ms = sum(sample_ms[what] for what in pending)
-        repeats = max(profile.repeats, math.ceil(profile.min_seconds * 1e3 / max(cycle_ms, 1e-6)))
-        times = {what: np.empty(repeats) for what in pending}
+        times = {what: np.empty(repeats) for what in names}
         for i in range(repeats):
-            shift = i % len(pending)  # rotate the order: no model always follows the same one
-            for what in pending[shift:] + pending[:shift]:
+            shift = i % len(names)  # rotate the order: no model always follows the same one
+            for what in names[shift:] + names[:shift]:
                 run, n = runs[what], inner[what]
                 run()
                 start = time.perf_counter()
                 for _ in range(n):
                     run()
                 times[what][i] = (time.perf_counter() - start) / n
-        for what in pending:
+        results = {}
+        for what in names:
             p10, p25, median, p75, p90 = (
                 float(v) * 1e3 for v in np.percentile(times[what], [10, 25, 50, 75, 90])
             )
-            result = Latency(median, p10, p25, p75, p90, repeats, inner[what], attempt)
-            if result.spread <= profile.max_spread:
-                results[what] = result
-            else:
-                spreads[what].append(result.spread)
-        pending = [what for what in pending if what not in results]
-        if not pending:
-            return {what: results[what] for what in runs}
-    worst = pending[0]
+            results[what] = Latency(median, p10, p25, p75, p90, repeats, inner[what], attempt)
+        noisy = [what for what in names if results[what].spread > profile.max_spread]
+        if not noisy:
+            return results
+        for what in noisy:
+            spreads[what].append(results[what].spread)
+    worst = max(noisy, key=lambda what: len(spreads[what]))
     raise NoisyMeasurementError(
-        f"latency of {', '.join(pending[:3])}{' ...' if len(pending) > 3 else ''} on "
+        f"latency of {', '.join(noisy[:3])}{' ...' if len(noisy) > 3 else ''} on "
         f"'{profile.name}': timings too noisy to trust ((p75-p25)/median of {worst} = "
-        f"{', '.join(f'{s:.2f}' for s in spreads[worst])} over {len(spreads[worst])} attempts, "
+        f"{', '.join(f'{s:.2f}' for s in spreads[worst])} over {profile.retries + 1} attempts, "
         f"limit {profile.max_spread}); is something else running?"
     )
 

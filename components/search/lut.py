@@ -179,6 +179,19 @@ def build_table(
 ) -> LatencyTable:
     """Measure the table on this machine: the base network, each layer at each grid width and the
     full network (``info["full_ms"]``), all in one interleaved measurement."""
+    return build_table_with(net, profile, (), width_stride, measurer, progress)[0]
+
+
+def build_table_with(
+    net: SuperNet,
+    profile: DeviceProfile,
+    extra: Sequence[Sequence[int]],
+    width_stride: int = 1,
+    measurer: Measurer = measure_many,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[LatencyTable, list[Latency]]:
+    """``build_table``, with the ``extra`` whole networks measured in the same interleaved
+    measurement (so the table and those figures share the machine's conditions)."""
     space = net.space
     layers = range(space.num_layers)
     grids = [measurement_grid(space.width_choices(i), width_stride) for i in layers]
@@ -190,7 +203,8 @@ def build_table(
             widths[i] = w
             archs.append(widths)
     archs.append(space.largest())
-    medians = [lat.median_ms for lat in network_latencies(net, archs, profile, measurer, progress)]
+    latencies = network_latencies(net, [*archs, *extra], profile, measurer, progress)
+    medians = [lat.median_ms for lat in latencies[: len(archs)]]
     base, at = medians[0], iter(medians[1:-1])
     layer_ms = [
         interpolate({w: next(at) - base for w in grid}, space.width_choices(i))
@@ -205,4 +219,5 @@ def build_table(
         "width_stride": width_stride,
         "full_ms": medians[-1],
     }
-    return LatencyTable(space, profile.model_dump(), base, layer_ms, grids, info)
+    table = LatencyTable(space, profile.model_dump(), base, layer_ms, grids, info)
+    return table, latencies[len(archs) :]

@@ -13,7 +13,10 @@ METHODS.md):
 2. propose ``J = candidates`` architectures: each picks ``layers_per_candidate`` random layers of
    the current architecture that still have channels and shrinks them, one random layer at a time
    by one width step, until the predicted latency meets the target (when all picked layers are
-   at 0, one more random layer joins); a candidate that cannot meet the target is dropped;
+   at 0, one more random layer joins); then each picked layer takes the largest width, up to
+   its current one, that still meets the target (NetAdapt's "largest width that meets the
+   constraint": on a real device latency is not monotonic in width); a candidate that cannot
+   meet the target is dropped;
 3. score every candidate with the evaluator, keep the most accurate (ties: the faster one).
 
 It stops at the first iteration whose kept architecture meets the budget.
@@ -138,6 +141,18 @@ def _shrink_to_target(
         i = int(rng.choice(shrinkable))
         options = [c for c in choices[i] if c < w[i]]
         w[i] = max(options)
+    # each shrunk layer then takes the largest width (up to its current one) that keeps the
+    # target: on a real device a narrower layer is not always faster (here a block at full width
+    # runs faster than at a quarter, which needs slice and concat), so the random walk down can
+    # pass a width that also fits (repeated until stable: a layer made wider can be faster)
+    changed = True
+    while changed:
+        changed = False
+        for i in picked:
+            for c in sorted((c for c in choices[i] if w[i] < c <= widths[i]), reverse=True):
+                if predictor.predict([*w[:i], c, *w[i + 1 :]]) <= target:
+                    w[i], changed = c, True
+                    break
     return w
 
 

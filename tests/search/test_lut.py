@@ -23,6 +23,7 @@ from components.latency import (
 from components.search.lut import (
     LatencyTable,
     build_table,
+    build_table_with,
     interpolate,
     measurement_grid,
     network_latency,
@@ -76,6 +77,14 @@ def test_build_table_recovers_an_additive_device_and_round_trips(tmp_path: Path)
     again = LatencyTable.load(path, SPACE)
     assert again.predict([16, 8, 0]) == pytest.approx(table.predict([16, 8, 0]))
     assert again.device["name"] == "test"
+
+
+def test_extra_networks_are_measured_with_the_table() -> None:
+    measurer, seen = fake_measurer({0: 0.01, 1: 0.02, 2: 0.03}, base=0.5)
+    table, extra = build_table_with(SuperNet(SPACE), QUICK, [[8, 0, 16], [0, 0, 0]], 1, measurer)
+    assert len(seen) == 1 + 2 + 2 + 2 + 1 + 1  # one measurement; the all-removed net once
+    assert [m.median_ms for m in extra] == [pytest.approx(0.5 + 0.08 + 0.48), 0.5]
+    assert table.predict([8, 0, 16]) == pytest.approx(extra[0].median_ms)
 
 
 def test_import_refuses_a_table_for_another_space_or_a_broken_file(tmp_path: Path) -> None:

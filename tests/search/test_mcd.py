@@ -89,6 +89,36 @@ def test_mcd_schedule_and_determinism() -> None:
         assert all(p["predicted_ms"] <= it["target_ms"] for p in it["proposals"])
 
 
+class TableLatency:
+    """Per-layer latency tables, like a device where a narrower layer can be slower."""
+
+    def __init__(self, tables: Sequence[dict[int, float]]) -> None:
+        self.tables = tables
+
+    def predict(self, widths: Sequence[int]) -> float:
+        return float(sum(t[w] for t, w in zip(self.tables, widths, strict=True)))
+
+
+def test_shrunk_layers_take_the_largest_width_that_meets_the_target() -> None:
+    # layer 0 is faster at 16 than at 8: from [16, 16] (20 ms) to a 12 ms target, [16, 8] fits,
+    # while a walk that passed layer 0 down to 0 would stop at [0, 8]
+    latency = TableLatency([{0: 0.0, 8: 12.0, 16: 4.0}, {0: 0.0, 8: 8.0, 16: 16.0}])
+    for seed in range(8):
+        result = multi_layer_coordinate_descent(
+            CHOICES, latency, Weighted([1.0, 1.0]), 12.0, np.random.default_rng(seed),
+            MCDConfig(candidates=4, layers_per_candidate=2, step_fraction=0.4),
+        )  # fmt: skip
+        assert result.widths == [16, 8]
+        for it in result.iterations:
+            for proposal in it["proposals"]:
+                w = proposal["widths"]
+                for i, choices in enumerate(CHOICES):  # no layer could be any wider
+                    wider = [c for c in choices if w[i] < c <= 16]
+                    assert all(
+                        latency.predict([*w[:i], c, *w[i + 1 :]]) > it["target_ms"] for c in wider
+                    )
+
+
 def test_mcd_refuses_an_unreachable_budget() -> None:
     with pytest.raises(SearchError, match="smallest predicted"):
         multi_layer_coordinate_descent(
