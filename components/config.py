@@ -123,7 +123,7 @@ class SupernetParams(Section):
     label_smoothing: Fraction = 0.05
     full_fraction: Fraction = 0.125  # ODO: samples per batch that train the full network
     smallest_fraction: Fraction = 0.0  # ... and the smallest
-    depth_fraction: Fraction = 0.0  # ... and a uniform number of kept layers; the rest: any widths
+    depth_fraction: Fraction = 0.25  # ... and a uniform number of kept layers; the rest: any widths
     distill_weight: Fraction = 0.0  # in-place distillation from the full network (0 = off)
     time_masks: Annotated[int, Field(ge=0)] = 2  # SpecAugment
     time_mask_max: Annotated[int, Field(ge=0)] = 12
