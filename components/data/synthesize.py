@@ -294,7 +294,10 @@ def synthesize_corpus(
                     progress(done, len(tasks))
         else:
             noise_dir = tmp / BACKGROUND_NOISE_DIR
-            with mp.Pool(workers, initializer=_init_worker, initargs=(noise_dir,)) as pool:
+            # forkserver, not fork: the stage runs inside Prefect and MLflow, whose threads may
+            # hold a lock at the moment of a fork, and a forked worker then waits on it forever
+            context = mp.get_context("forkserver")
+            with context.Pool(workers, initializer=_init_worker, initargs=(noise_dir,)) as pool:
                 for done, n in enumerate(pool.imap_unordered(_run_in_worker, tasks), 1):
                     num_clips += n
                     if progress:
