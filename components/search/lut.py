@@ -50,6 +50,16 @@ class LatencyTable:
     def predict(self, widths: Sequence[int]) -> float:
         return self.base_ms + sum(self.layer_ms[i][int(w)] for i, w in enumerate(widths))
 
+    def align(self, ms: float, base_ms: float, full_ms: float) -> float:
+        """Map a whole-network figure ``ms``, measured alongside the all-removed network
+        (``base_ms``) and the full one (``full_ms``), onto the table's conditions: the affine map
+        that takes those two to their figures in the table. The host's speed drifts by 5-30% over
+        minutes and a slow stretch adds proportionally more to a small network (per-call
+        overhead: the all-removed network slowed 1.5x while the full one slowed 1.35x here), so
+        one scale factor would still leave ~10% on the smallest networks; two anchors do not."""
+        table_full = self.info["full_ms"]
+        return self.base_ms + (ms - base_ms) * (table_full - self.base_ms) / (full_ms - base_ms)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": LUT_FORMAT,

@@ -64,17 +64,6 @@ class SupernetEvaluator:
         return accuracy(sub, self.data.val_x, self.data.val_y)
 
 
-@dataclass(frozen=True)
-class Measured:
-    """A whole-network latency: ``ms`` in the latency table's conditions, from ``raw_ms``
-    measured alongside the all-removed (``base_raw_ms``) and the full network (``full_raw_ms``)."""
-
-    ms: float
-    raw_ms: float
-    base_raw_ms: float
-    full_raw_ms: float
-
-
 @dataclass
 class TrainedNetwork:
     method: str
@@ -179,29 +168,15 @@ def run(
     full, zeros = space.largest(), space.smallest()
 
     def timed_many(archs: Sequence[Sequence[int]], prof: DeviceProfile = profile,
-                   what: str = "") -> list[Measured]:  # fmt: skip
-        """Whole-network latencies in the table's conditions: measured interleaved with the
-        all-removed and the full network, then mapped by the affine map that takes those two to
-        their figures in the table. The host's speed drifts by 5-30% over minutes and a slow
-        stretch adds proportionally more to a small network (per-call overhead: here the
-        all-removed network slowed 1.5x while the full one slowed 1.35x), so one scale factor
-        would still leave ~10% on the smallest networks; two anchors do not."""
+                   what: str = "") -> list[float]:  # fmt: skip
+        """Whole-network latencies (ms) in the table's conditions: measured interleaved with the
+        all-removed and the full network, then ``LatencyTable.align``-ed through those two."""
         report = (lambda d, n: tick(what, d, n)) if what else None
         *lats, low, high = network_latencies(net, [*archs, zeros, full], prof, progress=report)
-        low_ms, high_ms = lut.base_ms, lut.info["full_ms"]
-        slope = (high_ms - low_ms) / (high.median_ms - low.median_ms)
-        return [
-            Measured(
-                low_ms + (lat.median_ms - low.median_ms) * slope,
-                lat.median_ms,
-                low.median_ms,
-                high.median_ms,
-            )  # fmt: skip
-            for lat in lats
-        ]
+        return [lut.align(lat.median_ms, low.median_ms, high.median_ms) for lat in lats]
 
     def timed(widths: Sequence[int]) -> float:
-        return timed_many([widths])[0].ms
+        return timed_many([widths])[0]
 
     # 1. the latency table
     t0 = time.perf_counter()
@@ -274,7 +249,7 @@ def run(
         if on_device:
             points = {arch_key(c.widths): c.widths for o in outcomes.values() for c in o.evaluated}
             quick_ms = timed_many(list(points.values()), quick, "timing candidates")
-            measured = {key: m.ms for key, m in zip(points, quick_ms, strict=True)}
+            measured = dict(zip(points, quick_ms, strict=True))
         remeasure = partial(build_table_with, net, profile, width_stride=s.lut_width_stride)
         lut_check = check_table(lut, remeasure, outcomes, s.lut_check_archs, choices,
                                 params.base.seed) if on_device else []  # fmt: skip
@@ -282,7 +257,7 @@ def run(
         winners_ms = {name: float("nan") for name in outcomes}
         if on_device:  # against the budget: in the table's conditions, like the MCD check
             winners = timed_many([o.widths for o in outcomes.values()])
-            winners_ms = {name: m.ms for name, m in zip(outcomes, winners, strict=True)}
+            winners_ms = dict(zip(outcomes, winners, strict=True))
 
         # 5. train the discovered network (and the baselines' winners, for equal training)
         to_train = {"mcd": mcd.widths}

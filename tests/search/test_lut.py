@@ -70,6 +70,10 @@ def test_build_table_recovers_an_additive_device_and_round_trips(tmp_path: Path)
     assert all(m[:4] != b"" for m in seen)  # real ONNX exports were timed
     assert table.base_ms == 0.5
     assert table.info["full_ms"] == pytest.approx(0.5 + 0.16 + 0.32 + 0.48)
+    # figures measured in a slower stretch (base 0.8, full 2.0) map back onto the table's
+    assert table.align(0.8, 0.8, 2.0) == pytest.approx(0.5)
+    assert table.align(2.0, 0.8, 2.0) == pytest.approx(1.46)
+    assert table.align(1.4, 0.8, 2.0) == pytest.approx(0.5 + 0.6 * 0.96 / 1.2)
     assert table.layer_ms[2] == {0: 0.0, 8: pytest.approx(0.24), 16: pytest.approx(0.48)}
     assert table.predict([16, 8, 0]) == pytest.approx(0.5 + 0.16 + 0.16)
     path = tmp_path / "lut.json"
