@@ -70,11 +70,12 @@ def main() -> None:
     omc = {"pvt.strategy": "all", "omc.enabled": True}
     both = {"pvt.strategy": d.pvt.strategy, "omc.enabled": True}
     more, longer = {"clients_per_round": 4 * n}, {"local_steps": 2 * d.local_steps}
+    most, steps = {"clients_per_round": 12 * n}, f"{2 * d.local_steps} local steps"
     rows_spec = [
         ("FedAvg (all variables, fp32)", fedavg),
         ("PVT", pvt),
-        (f"PVT, {4 * n} clients/round", {**pvt, **more}),
-        (f"PVT, {4 * n} clients/round, {2 * d.local_steps} local steps", {**pvt, **more, **longer}),
+        (f"PVT, {4 * n} clients/round, {steps}", {**pvt, **more, **longer}),
+        (f"PVT, {12 * n} clients/round, {steps}", {**pvt, **most, **longer}),
         (f"OMC {d.omc.bits}-bit", omc),
         *[(f"OMC {b}-bit", {**omc, "omc.bits": b}) for b in (6, 4) if b != d.omc.bits],
         (f"PVT + OMC {d.omc.bits}-bit (the stage's default)", both),
