@@ -71,11 +71,13 @@ def main() -> None:
     both = {"pvt.strategy": d.pvt.strategy, "omc.enabled": True}
     more, longer = {"clients_per_round": 4 * n}, {"local_steps": 2 * d.local_steps}
     most, steps = {"clients_per_round": 12 * n}, f"{2 * d.local_steps} local steps"
+    longest = {"local_steps": 4 * d.local_steps}
     rows_spec = [
         ("FedAvg (all variables, fp32)", fedavg),
         ("PVT", pvt),
         (f"PVT, {4 * n} clients/round, {steps}", {**pvt, **more, **longer}),
         (f"PVT, {12 * n} clients/round, {steps}", {**pvt, **most, **longer}),
+        (f"PVT, {12 * n} clients/round, {4 * d.local_steps} steps", {**pvt, **most, **longest}),
         (f"OMC {d.omc.bits}-bit", omc),
         *[(f"OMC {b}-bit", {**omc, "omc.bits": b}) for b in (6, 4) if b != d.omc.bits],
         (f"PVT + OMC {d.omc.bits}-bit (the stage's default)", both),

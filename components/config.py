@@ -177,7 +177,8 @@ class PvtParams(Section):
     """Partial Variable Training: which variables (tensors) a client trains in a round."""
 
     strategy: Literal["all", "random", "fixed"] = "random"  # all = plain FedAvg
-    trainable_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.08  # random: share of candidates
+    # random: the share of the candidate variables each client trains per round
+    trainable_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.08
     budget: Literal["count", "size"] = "count"  # random: fraction of tensors, or of parameters
     min_depth: Fraction = 0.5  # random: candidates are layers at this relative depth or deeper
     fixed: list[str] = Field(default_factory=lambda: ["head.*"])  # fixed: variable name globs

@@ -11,11 +11,12 @@ Real deployment (the same handlers): this module's ``app`` reads ``data-dir`` (a
 from the node config. Checked with flwr 1.32 on one host (three SuperNodes), in an environment with
 this package installed::
 
-    flower-superlink --insecure                                   # the server (ports 9091-9093)
-    flower-supernode --insecure --superlink SERVER:9092 \
-        --clientappio-api-address 127.0.0.1:9094 \                # one free port per node on a host
-        --node-config "partition-id=0 data-dir='data/prepared'"   # on each device
-    flwr run APP_DIR --stream                                     # from any machine
+    flower-superlink --insecure                     # the server (ports 9091-9093)
+    # on each device (on one host, each node needs its own --clientappio-api-address port):
+    flower-supernode --insecure --superlink SERVER:9092 \\
+        --clientappio-api-address 127.0.0.1:9094 \\
+        --node-config "partition-id=0 data-dir='data/prepared'"
+    flwr run APP_DIR --stream                       # from any machine
 
 ``APP_DIR/pyproject.toml`` is a Flower app whose ``[tool.flwr.app.components]`` are
 ``serverapp = "components.federated.server_app:app"`` and

@@ -6,16 +6,22 @@ replays every CPU allocator event of the step (tensors that existed before it in
 timeline of live bytes, and the peak is the maximum of that timeline. This is the allocator's own
 record of what the step held, not a sum of tensor sizes we expect. The private API is pinned by
 the torch version in constraints.txt.
+
+Kineto (the profiler's backend) prints two "USDT: ... profiler_start/stop" lines to stderr per
+profiled step, hundreds per run from the Ray actors; ``KINETO_LOG_LEVEL=6`` (above its highest
+level) silences them unless the user set the variable. Kineto reads it when first profiling.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TypeVar
 
 from torch.profiler import ProfilerActivity, profile
 
 T = TypeVar("T")
+os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 
 def measure_peak_bytes(fn: Callable[[], T]) -> tuple[T, int]:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from components.config import load_params
 from components.federated import stage
@@ -12,6 +17,17 @@ from tests.conftest import ROOT
 from tests.federated.builders import write_prepared, write_start_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def client_test_loss(model: Path, work: Path) -> float:
+    """Mean cross-entropy of a saved model on the clients' test clips of the prepared data."""
+    manifest = pd.read_csv(work / "data/prepared/manifest.csv")
+    rows = manifest[(manifest["pool"] == "client") & (manifest["split"] == "test")]
+    x = torch.from_numpy(np.load(work / "data/prepared/features.npy")[rows["index"].to_numpy()])
+    y = torch.from_numpy(rows["label_index"].to_numpy()).long()
+    net, _ = load_subnet_file(model)
+    with torch.no_grad():
+        return F.cross_entropy(net.eval()(x), y).item()
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +66,12 @@ def test_metrics_and_model(finetuned):
             "client_peak_train_mem_bytes", "client_mem_reduction_x", "failed_client_updates",
             "rejected_client_updates"} <= set(m)  # fmt: skip
     assert (m["rounds"], m["clients_total"], m["clients_per_round"]) == (3, 6, 6)
-    assert m["acc_after"] > m["acc_before"]
+    # the model adapts to the clients: their test clips' cross-entropy drops (4.97 -> 4.17 here).
+    # Not accuracy: on 36 toy clips 3 rounds of PVT (1 variable per client) move it by a clip or
+    # two either way (the same commit passed on one machine and failed on another); the bench
+    # measures accuracy on the real corpus.
+    before, after = (client_test_loss(work / f"models/{n}.pt", work) for n in ("searched", "final"))
+    assert after < 0.9 * before
     # Flower's federated evaluation (clients hold the OMC-compressed download) agrees with the
     # server's count on the same compressed model
     assert m["federated_acc_after"] == m["client_view_acc_after"]
