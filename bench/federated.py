@@ -51,6 +51,15 @@ def start_from_supernet(params: Params, widths: list[int], path: Path) -> Path:
     return path
 
 
+def start_model(params: Params, from_supernet: str | None, init: str | None, tmp: Path) -> dict:
+    """The ``init`` override of ``--from-supernet`` (a sub-network written to ``tmp``) or
+    ``--init``; empty when neither is given (``finetune.init`` stands)."""
+    if from_supernet:
+        widths = [int(w) for w in from_supernet.split(",")]
+        return {"init": str(start_from_supernet(params, widths, tmp / "start.pt"))}
+    return {"init": init} if init else {}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
@@ -91,11 +100,7 @@ def main() -> None:
     runs: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-federated-") as tmp:
         top: dict[str, Any] = {"rounds": args.rounds} if args.rounds else {}
-        if args.from_supernet:
-            widths = [int(w) for w in args.from_supernet.split(",")]
-            top["init"] = str(start_from_supernet(params, widths, Path(tmp) / "start.pt"))
-        elif args.init:
-            top["init"] = args.init
+        top.update(start_model(params, args.from_supernet, args.init, Path(tmp)))
         init_label = args.from_supernet and f"supernet sub-network {args.from_supernet}"
 
         def run(label: str, changes: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import quiet, save, table  # noqa: E402
-from bench.federated import start_from_supernet, variant  # noqa: E402
+from bench.federated import start_model, variant  # noqa: E402
 from components.config import Params, load_params  # noqa: E402
 from components.federated import stage  # noqa: E402
 
@@ -63,12 +63,7 @@ def main() -> None:
         raise SystemExit(f"an override is not a JSON object: {e}") from None
     rows, records = [], []
     with tempfile.TemporaryDirectory(prefix="bench-federated-sweep-") as tmp:
-        top: dict[str, Any] = {}
-        if args.from_supernet:
-            widths = [int(w) for w in args.from_supernet.split(",")]
-            top["init"] = str(start_from_supernet(params, widths, Path(tmp) / "start.pt"))
-        elif args.init:
-            top["init"] = args.init
+        top = start_model(params, args.from_supernet, args.init, Path(tmp))
         for text, changes in zip(args.overrides, changes_list, strict=True):
             runs = []
             for seed in seeds:

@@ -1,6 +1,7 @@
 from collections import defaultdict
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from components.config import PrepareParams
@@ -15,6 +16,7 @@ from components.data.splits import (
     silence_counts,
     split_by_speaker,
 )
+from components.errors import CorpusError
 
 
 def make_clips(num_speakers: int, per_speaker: int) -> list[Clip]:
@@ -62,8 +64,14 @@ def check_invariants(clips, result):
     seed=st.integers(0, 2**31),
     client_fraction=st.floats(0.0, 0.6),
 )
+@example(num_speakers=6, per_speaker=1, seed=0, client_fraction=0.59375)  # 2 server speakers left
 def test_split_invariants_hold(num_speakers, per_speaker, seed, client_fraction):
     clips = make_clips(num_speakers, per_speaker)
+    server = num_speakers - round(client_fraction * num_speakers)
+    if server < 3:  # val and test take one speaker each (fractions 0.1): none would train
+        with pytest.raises(CorpusError, match=f"only {server} server speakers"):
+            split(clips, seed, client_fraction=client_fraction, min_client_clips=2)
+        return
     result = split(clips, seed, client_fraction=client_fraction, min_client_clips=2)
     check_invariants(clips, result)
     assert result == split(clips, seed, client_fraction=client_fraction, min_client_clips=2)

@@ -40,7 +40,7 @@ class Exported:
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
     if shutil.which("espeak-ng") is None:
-        pytest.skip("needs espeak-ng to synthesize test keywords (make install installs it)")
+        pytest.fail("espeak-ng is missing: the test keywords need it (make install installs it)")
     workdir = tmp_path_factory.mktemp("export-ws")
     pcm, manifest = kws.build_corpus()
     features = kws.write_prepared(workdir / "data/prepared", pcm, manifest)
