@@ -32,7 +32,7 @@ from components.export.verify import (  # noqa: E402
 )
 from components.features import LogMelFrontend  # noqa: E402
 from components.latency import load_profile, measure  # noqa: E402
-from components.supernet.subnet import load_subnet  # noqa: E402
+from components.model.checkpoint import load_subnet  # noqa: E402
 from flows.tracking import git_commit  # noqa: E402
 
 
@@ -42,11 +42,11 @@ def kb(n: int) -> str:
 
 def naive_stft_graph(params, workdir: Path, out: Path, profile) -> dict[str, float]:  # noqa: ANN001
     """The training module exported as is: torch.stft -> ONNX STFT."""
-    net = load_subnet(workdir / params.export.model)
+    net = load_subnet(workdir / params.paths.final)
     model = AudioClassifier(LogMelFrontend(params.features), net).eval()
     out.write_bytes(export_onnx(model, params.features.clip_samples, params.export.opset)
                     .SerializeToString())  # fmt: skip
-    data = load_prepared(workdir / params.prepare.out_dir)
+    data = load_prepared(workdir / params.paths.prepared)
     rows = np.concatenate(list(stage.test_rows(data).values()))
     got = ort_scores(ort_session(str(out)), audio_batches(data.audio, rows))
     ref = torch_scores(model, audio_batches(data.audio, rows))
@@ -61,13 +61,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--profile", default=None, help="device profile (default: search.profile)")
-    parser.add_argument("--model", default=None, help="sub-network file (default: export.model)")
+    parser.add_argument("--model", default=None, help="sub-network file (default: paths.final)")
     args = parser.parse_args()
     quiet()
     params = load_params(args.params)
     if args.model:
         params = params.model_copy(
-            update={"export": params.export.model_copy(update={"model": args.model})}
+            update={"paths": params.paths.model_copy(update={"final": args.model})}
         )
     if args.profile:
         params = params.model_copy(
@@ -76,10 +76,10 @@ def main() -> None:
     root = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="edgelearn-bench-export-") as tmp:
         work = Path(tmp)
-        for rel in (params.prepare.out_dir, params.export.model):
+        for rel in (params.paths.prepared, params.paths.final):
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             (work / rel).symlink_to((root / rel).resolve())
-        print(f"exporting {params.export.model} (profile {params.search.profile}) ...", flush=True)
+        print(f"exporting {params.paths.final} (profile {params.search.profile}) ...", flush=True)
         result = stage.run(params, work, {"git_commit": git_commit(root)["git.commit"]})
         print("exporting the naive torch.stft graph for comparison ...", flush=True)
         profile = load_profile(params.search.profile)

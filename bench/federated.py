@@ -10,7 +10,7 @@ memory, rounds per minute. Then OMC's bit-width curve and the effect of the numb
         [--init models/searched.pt | --from-supernet 32,16,32,64,32,64]
 
 ``--from-supernet`` starts from that sub-network of ``models/supernet.ckpt`` (batch-norm
-recalibrated on server training clips) instead of ``finetune.init``.
+recalibrated on server training clips) instead of ``paths.searched``.
 """
 
 from __future__ import annotations
@@ -27,33 +27,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import quiet, save, table  # noqa: E402
 from components.config import Params, load_params  # noqa: E402
 from components.federated import stage  # noqa: E402
-from components.supernet.data import load_server_data  # noqa: E402
-from components.supernet.evaluate import recalibrate_batch_norm  # noqa: E402
-from components.supernet.stage import load_supernet  # noqa: E402
-from components.supernet.subnet import extract_subnet, save_subnet  # noqa: E402
+from components.model.checkpoint import (
+    load_supernet,  # noqa: E402
+    save_subnet,  # noqa: E402
+)
+from components.model.evaluate import recalibrate_batch_norm  # noqa: E402
+from components.model.subnet import extract_subnet  # noqa: E402
+from components.training.data import load_server_data  # noqa: E402
 
 
 def variant(params: Params, out: Path, **changes: Any) -> Params:
-    """``params`` with finetune keys replaced; dotted keys reach the sub-sections."""
+    """``params`` with finetune keys replaced (dotted keys reach the sub-sections), the start model
+    ``init`` (default ``paths.searched``) and the output ``out``."""
     ft = params.finetune.model_dump()
+    paths = {**params.paths.model_dump(), "final": str(out)}
+    if "init" in changes:
+        paths["searched"] = str(changes.pop("init"))
     for key, value in changes.items():
         section, _, name = key.rpartition(".")
         (ft[section] if section else ft)[name] = value
-    ft["out"] = str(out)
-    return Params.model_validate({**params.model_dump(), "finetune": ft})
+    return Params.model_validate({**params.model_dump(), "finetune": ft, "paths": paths})
 
 
 def start_from_supernet(params: Params, widths: list[int], path: Path) -> Path:
-    data = load_server_data(Path(params.prepare.out_dir))
+    data = load_server_data(Path(params.paths.prepared))
     batches = data.calibration_batches(params.supernet.recalibration_batches, 128, params.base.seed)
-    net = extract_subnet(load_supernet(Path(params.supernet.out)), widths)
+    net = extract_subnet(load_supernet(Path(params.paths.supernet)), widths)
     save_subnet(path, recalibrate_batch_norm(net, batches), {"widths": widths})
     return path
 
 
 def start_model(params: Params, from_supernet: str | None, init: str | None, tmp: Path) -> dict:
     """The ``init`` override of ``--from-supernet`` (a sub-network written to ``tmp``) or
-    ``--init``; empty when neither is given (``finetune.init`` stands)."""
+    ``--init``; empty when neither is given (``paths.searched`` stands)."""
     if from_supernet:
         widths = [int(w) for w in from_supernet.split(",")]
         return {"init": str(start_from_supernet(params, widths, tmp / "start.pt"))}
@@ -63,7 +69,7 @@ def start_model(params: Params, from_supernet: str | None, init: str | None, tmp
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--init", default=None, help="override finetune.init (the start model)")
+    parser.add_argument("--init", default=None, help="override paths.searched (the start model)")
     parser.add_argument("--from-supernet", default=None, help="widths, e.g. 32,16,32,64,32,64")
     parser.add_argument("--rounds", type=int, default=None, help="override finetune.rounds")
     parser.add_argument("--only", nargs="+", default=None, metavar="TEXT",
@@ -151,7 +157,7 @@ def main() -> None:
         "clients_per_round": n,
         "local_steps": d.local_steps,
         "seed": params.base.seed,
-        "init": init_label or top.get("init", d.init),
+        "init": init_label or top.get("init", params.paths.searched),
         "pvt": d.pvt.model_dump(),
         "omc": d.omc.model_dump(),
         "server": d.server.model_dump(),

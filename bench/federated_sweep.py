@@ -49,7 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="+", help="JSON objects of finetune overrides")
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--init", default=None, help="override finetune.init (the start model)")
+    parser.add_argument("--init", default=None, help="override paths.searched (the start model)")
     parser.add_argument("--from-supernet", default=None, help="widths, e.g. 32,16,32,64,32,64")
     parser.add_argument("--seeds", default=None, help="comma-separated base.seed values")
     parser.add_argument("--name", default="federated_sweep", help="results file name")
@@ -88,7 +88,7 @@ def main() -> None:
     print(f"\nseeds: {seeds}")
     print(table(["overrides", "client acc before %", "after %", "server acc after %",
                  "upload B/client/round", "peak train MB", "rounds/min"], rows))  # fmt: skip
-    out = {"init": args.from_supernet or args.init or params.finetune.init, "seeds": seeds,
+    out = {"init": args.from_supernet or args.init or params.paths.searched, "seeds": seeds,
            "runs": records}  # fmt: skip
     print(f"\nwritten {save(args.name, out)}")
 

@@ -17,10 +17,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from components.search.figures import pareto_figure  # noqa: E402
+
 from bench.common import quiet, save, table  # noqa: E402
 from components.config import load_params  # noqa: E402
 from components.search import stage as search_stage  # noqa: E402
-from components.search.plots import save_pareto  # noqa: E402
 from components.supernet import stage as supernet_stage  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,16 +50,16 @@ def main() -> None:
     params = params.model_copy(update={"search": params.search.model_copy(update=update)})
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         work = Path(tmp)
-        (work / params.prepare.out_dir).parent.mkdir(parents=True)
-        (work / params.prepare.out_dir).symlink_to(ROOT / params.prepare.out_dir)
+        (work / params.paths.prepared).parent.mkdir(parents=True)
+        (work / params.paths.prepared).symlink_to(ROOT / params.paths.prepared)
         (work / "models").mkdir()
         if args.reuse_supernet:
-            (work / params.supernet.out).symlink_to(ROOT / params.supernet.out)
+            (work / params.paths.supernet).symlink_to(ROOT / params.paths.supernet)
         else:
             print(f"training the super-network ({params.supernet.epochs} epochs) ...", flush=True)
             supernet_stage.run(params, work)
 
-        def progress(what: str, done: int, total: int) -> None:
+        def progress(what: str, done: int, total: int, figures: object = None) -> None:
             if total and done == total or not total:
                 print(f"  {what}: {done}" + (f"/{total}" if total else ""), flush=True)
 
@@ -66,7 +67,7 @@ def main() -> None:
         result = search_stage.run(params, work, progress=progress)
         pareto = ROOT / "bench" / "results" / "search_pareto.png"
         pareto.parent.mkdir(parents=True, exist_ok=True)
-        save_pareto(result, pareto)
+        pareto_figure(result).savefig(pareto, dpi=110)
 
     m, h = result.metrics, result.history
     check = result.lut.info.get("check", [])

@@ -21,12 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import quiet, save, table  # noqa: E402
 from components.config import load_params  # noqa: E402
 from components.data.labels import CLASSES  # noqa: E402
-from components.supernet.data import load_server_data  # noqa: E402
-from components.supernet.evaluate import accuracy, recalibrate_batch_norm  # noqa: E402
-from components.supernet.model import SuperNet  # noqa: E402
-from components.supernet.space import count_macs  # noqa: E402
-from components.supernet.subnet import SubNetwork, count_parameters, extract_subnet  # noqa: E402
-from components.supernet.train import fit, random_architectures, space_from_params  # noqa: E402
+from components.model.evaluate import accuracy, recalibrate_batch_norm  # noqa: E402
+from components.model.space import (
+    count_macs,  # noqa: E402
+    random_architectures,
+    space_from_params,
+)
+from components.model.subnet import SubNetwork, count_parameters, extract_subnet  # noqa: E402
+from components.model.supernet import SuperNet  # noqa: E402
+from components.training.data import load_server_data  # noqa: E402
+from components.training.trainer import fit  # noqa: E402
 
 
 def spread_architectures(space, n: int, seed: int) -> list[list[int]]:  # noqa: ANN001
@@ -47,8 +51,8 @@ def main() -> None:
     if args.epochs:
         p = p.model_copy(update={"epochs": args.epochs})
     seed = params.base.seed
-    data = load_server_data(Path(params.prepare.out_dir))
-    test = load_server_data(Path(params.prepare.out_dir), split_eval="test")
+    data = load_server_data(Path(params.paths.prepared))
+    test = load_server_data(Path(params.paths.prepared), split_eval="test")
     space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
 
     torch.manual_seed(seed)

@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import quiet, save, table  # noqa: E402
 from components.config import load_params  # noqa: E402
 from components.data.labels import CLASSES  # noqa: E402
-from components.supernet.data import load_server_data  # noqa: E402
-from components.supernet.model import SuperNet  # noqa: E402
-from components.supernet.train import fit, score_subnet, space_from_params  # noqa: E402
+from components.model.space import space_from_params  # noqa: E402
+from components.model.supernet import SuperNet  # noqa: E402
+from components.training.data import load_server_data  # noqa: E402
+from components.training.trainer import fit, score_subnet  # noqa: E402
 
 ARCHS = [
     [16, 8, 16, 24, 0, 8], [8, 8, 32, 48, 8, 0], [16, 24, 16, 32, 16, 8],
@@ -49,7 +50,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     params = load_params(args.params)
     seed = params.base.seed if args.seed is None else args.seed
-    data = load_server_data(Path(params.prepare.out_dir))
+    data = load_server_data(Path(params.paths.prepared))
     rows, records = [], []
     for text in args.overrides:
         p = params.supernet.model_copy(update=json.loads(text))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -26,6 +26,21 @@ Range = Annotated[
 ]
 
 
+class PathParams(Section):
+    """Where the stages read and write, relative to the workspace. ``dvc.yaml`` takes its deps
+    and outs from here (``${paths.prepared}``), so each path is declared once."""
+
+    corpus: str = "data/corpus"  # the synthesized corpus (corpus stage)
+    external: str = "data/external"  # a user's own corpus lives here (a dependency of prepare)
+    prepared: str = "data/prepared"  # splits, audio, features, manifest (prepare)
+    supernet: str = "models/supernet.ckpt"  # the trained super-network (supernet)
+    search: str = "search"  # arch.json, lut.json, history.json, pareto.png (search)
+    searched: str = "models/searched.pt"  # the discovered network, trained (search)
+    final: str = "models/final.pt"  # after federated fine-tuning (finetune)
+    export: str = "export"  # the ONNX graphs and the device bundle (export)
+    metrics: str = "metrics"  # metrics/<stage>.json (every stage)
+
+
 class BaseParams(Section):
     seed: int = 1234
     tracking_uri: str = "sqlite:///mlruns/mlflow.db"
@@ -37,7 +52,6 @@ class CorpusParams(Section):
     """The espeak-ng corpus synthesized in Speech Commands layout (used when prepare.source is
     ``synthetic``)."""
 
-    out_dir: str = "data/corpus"
     num_server_speakers: Annotated[int, Field(ge=4)] = 120
     num_client_speakers: Annotated[int, Field(ge=1)] = 120
     keyword_repeats: Annotated[int, Field(ge=1)] = 2
@@ -78,7 +92,6 @@ class FeatureParams(Section):
 class PrepareParams(Section):
     source: Literal["synthetic", "speech_commands"] = "synthetic"
     speech_commands_dir: str = "data/external/speech_commands"
-    out_dir: str = "data/prepared"
     val_fraction: Fraction = 0.1
     test_fraction: Fraction = 0.1
     client_fraction: Fraction = 0.5
@@ -112,7 +125,6 @@ def _default_stages() -> list[StageParams]:
 class SupernetParams(Section):
     """NetAdaptV2 super-network: the search space and how it is trained."""
 
-    out: str = "models/supernet.ckpt"
     stages: list[StageParams] = Field(default_factory=_default_stages)
     stem_stride: Pair = (2, 4)
     width_step: Annotated[int, Field(gt=0)] = 8
@@ -170,7 +182,6 @@ class SearchParams(Section):
     max_measure_rounds: Annotated[int, Field(ge=1)] = 3  # re-search if the measured figure fails
     train_epochs: Annotated[int, Field(ge=1)] = 30  # training of the discovered network
     train_baselines: bool = True  # train the uniform and random winners the same way
-    out: str = "models/searched.pt"
 
 
 class PvtParams(Section):
@@ -232,8 +243,6 @@ class SimulationParams(Section):
 class FinetuneParams(Section):
     """Federated fine-tuning on Flower's simulation engine with PVT and OMC."""
 
-    init: str = "models/searched.pt"
-    out: str = "models/final.pt"
     rounds: Annotated[int, Field(ge=1)] = 20
     clients_per_round: Annotated[int, Field(ge=1)] = 10
     min_clients: Annotated[int, Field(ge=1)] = 2  # accepted updates a round needs to count
@@ -254,8 +263,6 @@ class FinetuneParams(Section):
 class ExportParams(Section):
     """ONNX export of the final model: audio in, class scores out, fp32 and int8."""
 
-    model: str = "models/final.pt"
-    out_dir: str = "export"
     opset: Annotated[int, Field(ge=17)] = 18
     registered_model_name: str = "edgelearn-kws"
     calibration_clips: Annotated[int, Field(ge=0)] = 512  # server training clips; 0 = all
@@ -274,6 +281,7 @@ class ScheduleParams(Section):
 
 class Params(Section):
     base: BaseParams = BaseParams()
+    paths: PathParams = PathParams()
     corpus: CorpusParams = CorpusParams()
     features: FeatureParams = FeatureParams()
     prepare: PrepareParams = PrepareParams()
@@ -323,3 +331,61 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 
 def params_json_schema() -> str:
     return json.dumps(Params.model_json_schema(), indent=2)
+
+
+class UndeclaredParamError(ConfigError):
+    """A stage read a parameter that its ``dvc.yaml`` entry does not list (DVC would not rerun it
+    when that value changes)."""
+
+
+class ParamsView:
+    """``Params`` as one stage may see it: only the declared keys (``"supernet"`` a whole
+    section, ``"search.profile"`` one key) can be read; anything else raises
+    ``UndeclaredParamError`` naming the key, so a stage cannot depend on a value that
+    ``dvc.yaml`` does not track."""
+
+    def __init__(self, obj: Any, declared: frozenset[str], stage: str, prefix: str = "") -> None:
+        self._obj, self._declared, self._stage, self._prefix = obj, declared, stage, prefix
+
+    def __getattr__(self, name: str) -> Any:
+        key = f"{self._prefix}{name}"
+        value = getattr(self._obj, name)
+        parts = key.split(".")
+        if any(".".join(parts[:i]) in self._declared for i in range(1, len(parts) + 1)):
+            return value
+        if isinstance(value, BaseModel) and any(d.startswith(f"{key}.") for d in self._declared):
+            return ParamsView(value, self._declared, self._stage, f"{key}.")
+        raise UndeclaredParamError(
+            f"stage {self._stage!r} reads {key}, which its dvc.yaml entry does not list: add it "
+            "under the stage's params (or ${...} it in deps/outs), or stop reading it"
+        )
+
+    def __repr__(self) -> str:
+        return f"ParamsView({self._stage!r}, {sorted(self._declared)})"
+
+
+def restrict(params: Params, declared: set[str] | frozenset[str], stage: str) -> Params:
+    """A view of ``params`` that lets ``stage`` read only ``declared`` keys (see ParamsView)."""
+    for key in declared:
+        node: Any = params
+        for part in key.split("."):
+            if not isinstance(node, BaseModel) or part not in type(node).model_fields:
+                raise ConfigError(f"dvc.yaml: stage {stage!r} lists {key}, which params has not")
+            node = getattr(node, part)
+    return cast(Params, ParamsView(params, frozenset(declared), stage))
+
+
+def declared_values(params: Params, declared: set[str] | frozenset[str]) -> dict[str, Any]:
+    """The declared keys' values as a nested dict (what a stage's MLflow run logs as params)."""
+    out: dict[str, Any] = {}
+    for key in sorted(declared):
+        node: Any = params
+        for part in key.split("."):
+            node = getattr(node, part)
+        value = node.model_dump(mode="json") if isinstance(node, BaseModel) else node
+        target = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return out

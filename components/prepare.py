@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from components.config import Params
 from components.data.labels import CLASSES, SILENCE, UNKNOWN
+from components.data.prepared import MANIFEST_COLUMNS, write_prepared
 from components.data.speech_commands import Clip, CorpusScan, Rejection, scan_corpus
 from components.data.splits import (
     CLIENT,
@@ -30,14 +30,8 @@ from components.data.splits import (
 from components.data.wav import WavRejected, read_wav
 from components.errors import CorpusError
 from components.features import compute_features
-from components.io import atomic_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
-
-MANIFEST_COLUMNS = (
-    "index", "path", "speaker", "label", "label_index", "pool", "split", "client",
-    "offset", "gain", "sha256",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,7 +55,7 @@ class PrepareResult:
 
 def corpus_root(params: Params, workdir: Path) -> Path:
     if params.prepare.source == "synthetic":
-        return workdir / params.corpus.out_dir
+        return workdir / params.paths.corpus
     return workdir / params.prepare.speech_commands_dir  # an absolute path stays absolute
 
 
@@ -138,29 +132,19 @@ def _row_order(row: Row) -> tuple[int, int, int, str, int]:
     return (0 if a.pool == SERVER else 1, a.client, split_rank, row.path, row.offset)
 
 
-def _manifest_csv(rows: list[Row]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
-    for i, r in enumerate(rows):
-        a = r.assignment
-        writer.writerow(
-            [i, r.path, r.speaker, r.label, CLASSES.index(r.label), a.pool, a.split, a.client,
-             r.offset, r.gain, r.sha256]
-        )  # fmt: skip
-    return buf.getvalue()
-
-
-def _rejections_csv(rejected: list[Rejection]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(("path", "reason"))
-    writer.writerows((r.path, r.reason) for r in rejected)
-    return buf.getvalue()
+def _manifest(rows: list[Row]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            (i, r.path, r.speaker, r.label, CLASSES.index(r.label), r.assignment.pool,
+             r.assignment.split, r.assignment.client, r.offset, r.gain, r.sha256)
+            for i, r in enumerate(rows)
+        ],
+        columns=list(MANIFEST_COLUMNS),
+    )  # fmt: skip
 
 
 def run(params: Params, workdir: Path = Path(".")) -> PrepareResult:
-    """Build ``prepare.out_dir`` from the configured corpus; the old output survives any failure."""
+    """Build ``paths.prepared`` from the configured corpus; the old output survives any failure."""
     root = corpus_root(params, workdir)
     scan = scan_corpus(root)
     clips, audio, digests, rejected = _load_clips(scan, params)
@@ -235,13 +219,9 @@ def run(params: Params, workdir: Path = Path(".")) -> PrepareResult:
         "excluded_speakers": split.excluded,
         "official_lists": bool(scan.validation or scan.testing),
     }
-    out_dir = workdir / params.prepare.out_dir
-    with atomic_dir(out_dir) as tmp:
-        write_json_atomic(tmp / "summary.json", summary)
-        np.save(tmp / "audio.npy", pcm)
-        np.save(tmp / "features.npy", features.numpy())
-        (tmp / "manifest.csv").write_text(_manifest_csv(rows))
-        (tmp / "rejected.csv").write_text(_rejections_csv(rejected))
+    out_dir = workdir / params.paths.prepared
+    write_prepared(out_dir, pcm, features.numpy(), _manifest(rows), summary,
+                   [(r.path, r.reason) for r in rejected])  # fmt: skip
 
     log.info("prepared %d clips from %s into %s", len(rows), root, out_dir)
     return PrepareResult(out_dir, metrics, rejected, split.excluded)

@@ -7,7 +7,6 @@ import importlib
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,11 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "alembic", "urllib3", "lightning.pytorch", "lightning"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # Deprecation chatter of pinned dependencies is not actionable for a user of this CLI.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    from flows.logs import quiet_third_party
+
+    quiet_third_party()
     try:
         return int(args.func(args))
     except EdgelearnError as err:

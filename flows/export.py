@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import importlib.metadata
-from pathlib import Path
 from typing import Any
 
 import mlflow
 import onnx
 from mlflow.models import infer_signature
-from prefect import flow, get_run_logger
+from prefect import flow
 
-from components.config import Params, load_params
-from components.export import stage
-from flows.stage_common import record_metrics
-from flows.tracking import git_commit, stage_input_hashes, stage_run
+from components.config import Params
+from components.export import stage as export
+from flows.runner import stage
+from flows.tracking import git_commit, stage_input_hashes
 
 VERSION_TAGS = ("fp32_test_acc", "int8_test_acc", "parity_max_abs_diff")
 # What serving the logged model needs, pinned to what produced it; MLflow would otherwise infer
@@ -24,7 +23,7 @@ SERVING_REQUIREMENTS = [
 ]
 
 
-def log_and_register(result: stage.ExportResult, params: Params) -> str:
+def log_and_register(result: export.ExportResult, params: Params) -> str:
     """Log the fp32 graph as an MLflow ONNX model (signature, input example, labels and metadata
     alongside) and register it as a new version of ``export.registered_model_name``; log the
     bundle and the latency figures to the active run. Returns the new version."""
@@ -50,24 +49,14 @@ def log_and_register(result: stage.ExportResult, params: Params) -> str:
     for key in VERSION_TAGS:
         client.set_model_version_tag(name, version, key, str(result.metrics[key]))
     mlflow.log_artifacts(str(bundle), "export/bundle")
-    mlflow.log_artifact(str(result.int8_path), "export")
     mlflow.log_dict(result.latency, "export/latency.json")
     mlflow.set_tag("export.registered_version", version)
     return version
 
 
 @flow(name="export")
-def export_flow(params_path: str = "params.yaml", progress: bool | None = None) -> dict[str, float]:
-    """``progress`` is accepted like every stage flow's; export has no long loop to show."""
-    params = load_params(params_path)
-    logger = get_run_logger()
-    sections = {
-        "base": params.base.model_dump(),
-        "features": params.features.model_dump(),
-        "export": params.export.model_dump(),
-        "search": {"profile": params.search.profile},
-    }
-    with stage_run(params.base, "export", sections) as run:
+def export_flow(params_path: str = "params.yaml", progress: bool | None = None) -> dict:
+    with stage("export", params_path, progress) as s:
         git = git_commit()
         provenance = {
             "git_commit": git["git.commit"],
@@ -75,13 +64,10 @@ def export_flow(params_path: str = "params.yaml", progress: bool | None = None) 
             "dvc_inputs": {
                 k.removeprefix("dvc.in."): v for k, v in stage_input_hashes("export").items()
             },
-            "mlflow_run_id": run.info.run_id,
+            "mlflow_run_id": s.run_id,
         }
-        result = stage.run(params, Path("."), provenance)
-        version = log_and_register(result, params)
-        record_metrics("export", result.metrics)
-        logger.info(
-            "export: %s; registered %s version %s",
-            result.metrics, params.export.registered_model_name, version,
-        )  # fmt: skip
-    return result.metrics
+        result = export.run(s.params, s.workdir, provenance)
+        version = log_and_register(result, s.params)
+        s.logger.info("registered %s version %s", s.params.export.registered_model_name,
+                      version)  # fmt: skip
+        return s.finish(result.metrics)

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import yaml
 from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
 
 from components.config import load_params
-from components.errors import ConfigError
+from flows.contract import dvc_stages
 from flows.tracking import PARENT_RUN_ENV, pipeline_run, prefect_flow_run_id, stage_output_hashes
 
 USER_ERROR_EXIT = 2  # the CLI's exit code for bad input: retrying cannot help
@@ -26,14 +25,6 @@ class StageFailed(RuntimeError):
     def __init__(self, stage: str, returncode: int) -> None:
         super().__init__(f"stage {stage!r} failed (dvc repro exit code {returncode})")
         self.returncode = returncode
-
-
-def dvc_stages(workdir: Path = Path(".")) -> list[str]:
-    """Stage names in dvc.yaml order (the file lists them upstream first)."""
-    path = workdir / "dvc.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path}: not found; run edgelearn from the project root")
-    return list((yaml.safe_load(path.read_text()) or {}).get("stages", {}))
 
 
 def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -61,7 +52,8 @@ def repro_stage(stage: str, env: dict[str, str]) -> dict[str, Any]:
     status = _dvc("status", "--json", stage, env=env)
     up_to_date = status.returncode == 0 and not json.loads(status.stdout or "{}")
     start = time.perf_counter()
-    proc = _dvc("repro", "--single-item", stage, env=env, capture=False)
+    # --quiet: the stage's own output still streams; DVC's git and push hints do not
+    proc = _dvc("repro", "--quiet", "--single-item", stage, env=env, capture=False)
     seconds = round(time.perf_counter() - start, 2)
     if proc.returncode != 0:
         raise StageFailed(stage, proc.returncode)
@@ -83,7 +75,7 @@ def _stage_env() -> dict[str, str]:
 def pipeline_flow(params_path: str = "params.yaml") -> list[dict[str, Any]]:
     """Run every DVC stage in order inside one MLflow parent run."""
     params = load_params(params_path)  # fail before anything runs
-    stages = dvc_stages()
+    stages = list(dvc_stages())
     logger = get_run_logger()
     results = []
     tags = {"prefect.flow_run_id": prefect_flow_run_id(), "edgelearn.stages": ",".join(stages)}
@@ -96,7 +88,7 @@ def pipeline_flow(params_path: str = "params.yaml") -> list[dict[str, Any]]:
         if Path("dvc.lock").is_file():
             mlflow.log_artifact("dvc.lock")
         for name in stages:
-            metrics_file = Path("metrics") / f"{name}.json"
+            metrics_file = Path(params.paths.metrics) / f"{name}.json"
             if metrics_file.is_file():
                 numbers = json.loads(metrics_file.read_text())
                 mlflow.log_metrics(

@@ -14,6 +14,7 @@ import mlflow
 import yaml
 
 from components.config import BaseParams
+from flows.contract import resolved_paths
 
 PARENT_RUN_ENV = "EDGELEARN_PARENT_RUN_ID"
 
@@ -59,7 +60,7 @@ def stage_input_hashes(stage: str, workdir: Path = Path(".")) -> dict[str, str]:
 
     Upstream stages have already run when this stage starts, so these hashes are current.
     """
-    deps = _yaml(workdir / "dvc.yaml").get("stages", {}).get(stage, {}).get("deps", [])
+    deps = resolved_paths(stage, "deps", workdir)
     outs: dict[str, str] = {}
     for entry in _yaml(workdir / "dvc.lock").get("stages", {}).values():
         outs.update({e["path"]: e["md5"] for e in entry.get("outs", []) if "md5" in e})

@@ -61,6 +61,7 @@ def test_schema_lists_every_section():
     schema = json.loads(params_json_schema())
     assert set(schema["properties"]) == {
         "base",
+        "paths",
         "corpus",
         "features",
         "prepare",

@@ -14,9 +14,10 @@ from components.features import compute_features
 from tests.corpus_builder import BAD_FILES, write_speech_commands
 
 
-def sc_params(corpus, **prepare_overrides):
+def sc_params(corpus, out_dir="data/prepared", **prepare_overrides):
     return params_from_dict(
         {
+            "paths": {"prepared": out_dir},
             "prepare": {
                 "source": "speech_commands",
                 "speech_commands_dir": str(corpus),

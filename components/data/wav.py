@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from components.io import atomic_file
 
 
 class WavRejected(Exception):
@@ -62,11 +63,8 @@ def to_pcm16(audio: np.ndarray) -> np.ndarray:
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int = 16000) -> None:
     """Write mono float or int16 audio as 16-bit PCM, atomically (temp file, then rename)."""
     pcm = audio if audio.dtype == np.int16 else to_pcm16(audio)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with wave.open(str(tmp), "wb") as f:
+    with atomic_file(path) as tmp, wave.open(str(tmp), "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
         f.setframerate(sample_rate)
         f.writeframes(pcm.astype("<i2").tobytes())
-    os.replace(tmp, path)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,10 +39,11 @@ from components.export.verify import (
     torch_scores,
 )
 from components.features import LogMelFrontend
-from components.io import atomic_dir
+from components.io import atomic_dir, copy_atomic
 from components.latency import Latency, load_profile, measure
-from components.supernet.space import SearchSpace, count_macs
-from components.supernet.subnet import count_parameters, load_subnet_file
+from components.model.checkpoint import load_subnet_file
+from components.model.space import SearchSpace, count_macs
+from components.model.subnet import count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +81,15 @@ def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResu
     MLflow run id) goes into the bundle's metadata as given."""
     started = time.monotonic()
     p = params.export
-    out_dir = workdir / p.out_dir
-    model_path = workdir / p.model
+    out_dir = workdir / params.paths.export
+    model_path = workdir / params.paths.final
     net, _payload = load_subnet_file(model_path)
-    data = load_prepared(workdir / params.prepare.out_dir)
+    data = load_prepared(workdir / params.paths.prepared)
     profile = load_profile(params.search.profile)
     rows = test_rows(data)
     all_test = np.concatenate(list(rows.values()))
     if len(all_test) == 0:
-        raise EdgelearnError(f"{workdir / params.prepare.out_dir}: no test clips to verify with")
+        raise EdgelearnError(f"{workdir / params.paths.prepared}: no test clips to verify with")
     labels = data.labels[all_test]
 
     # What PyTorch runs: the training frontend (torch.stft) and the trained network, unchanged.
@@ -139,9 +138,9 @@ def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResu
         )  # fmt: skip
         metadata = bundle_metadata(
             params, net.config, count_parameters(net), proto, quant, metrics, latency,
-            {**provenance, "model_file": p.model,
+            {**provenance, "model_file": params.paths.final,
              "model_sha256": bundle_files.sha256_file(model_path),
-             "prepared_data": params.prepare.out_dir},
+             "prepared_data": params.paths.prepared},
         )  # fmt: skip
         (staging / bundle_files.LABELS).write_text(json.dumps(list(CLASSES), indent=2) + "\n")
         (staging / bundle_files.METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
@@ -268,9 +267,3 @@ def bundle_metadata(
         "provenance": provenance,
         "mlflow_registered_model": params.export.registered_model_name,
     }
-
-
-def copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)

@@ -43,7 +43,7 @@ from components.federated.data import open_pool
 from components.federated.payload import Value, decode_payload, encode_payload
 from components.federated.training import ClientModel, LocalConfig, count_correct, materialize
 from components.federated.variables import ModelLayout
-from components.supernet.subnet import build_subnet
+from components.model.subnet import build_subnet
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from components.data.prepared import PreparedData, load_prepared
@@ -40,9 +39,7 @@ class ClientPool:
 
     def clips(self, client: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """One client's features (clips, n_mels, frames) and labels for ``split`` (train/test)."""
-        idx = self.data.select(CLIENT, split, client)
-        x = torch.from_numpy(np.ascontiguousarray(self.data.features[idx]))
-        return x, torch.from_numpy(self.data.labels[idx].astype(np.int64))
+        return self.data.tensors(CLIENT, split, client)
 
     def counts(self, client: int) -> tuple[int, int]:
         return len(self.data.select(CLIENT, TRAIN, client)), len(

@@ -4,7 +4,7 @@ The finetune stage builds its own ServerApp around ``run_federation`` for Flower
 engine (stage.py). On a real federation (see client_app.py for the SuperLink/SuperNode commands)
 this module's ``app`` runs instead: it reads the params file named by the run config key
 ``params`` (default ``params.yaml``), waits for ``clients`` SuperNodes (run config, default
-``finetune.clients_per_round``), runs ``finetune.rounds`` rounds and writes ``finetune.out``.
+``finetune.clients_per_round``), runs ``finetune.rounds`` rounds and writes ``paths.final``.
 Per-round accuracy needs the clients' test clips, so here it comes only from Flower's federated
 evaluation at the start and the end (``finetune.federated_eval``), logged by Flower.
 """
@@ -26,7 +26,7 @@ from components.federated.strategy import (
     numpy_to_arrays,
 )
 from components.federated.variables import ModelLayout
-from components.supernet.subnet import load_subnet_file, save_subnet
+from components.model.checkpoint import load_subnet_file, save_subnet
 
 log = logging.getLogger(__name__)
 app = ServerApp()
@@ -36,7 +36,7 @@ app = ServerApp()
 def main(grid: Grid, context: Context) -> None:
     params = load_params(str(context.run_config.get("params", "params.yaml")))
     p = params.finetune
-    net, payload = load_subnet_file(Path(p.init))
+    net, payload = load_subnet_file(Path(params.paths.searched))
     layout = ModelLayout.from_model(net)
     state = net.state_dict()
     initial = numpy_to_arrays({n: state[n].numpy().copy() for n in layout.names})
@@ -47,6 +47,6 @@ def main(grid: Grid, context: Context) -> None:
     with torch.no_grad():
         for name, value in arrays_to_numpy(outcome.final).items():
             state[name].copy_(torch.from_numpy(value))
-    save_subnet(Path(p.out), net.eval(), {"finetune": p.model_dump(mode="json")})
+    save_subnet(Path(params.paths.final), net.eval(), {"finetune": p.model_dump(mode="json")})
     log.info("federated accuracy before %s, after %s (correct, clips, clients); wrote %s",
-             outcome.federated_before, outcome.federated_after, p.out)  # fmt: skip
+             outcome.federated_before, outcome.federated_after, params.paths.final)  # fmt: skip

@@ -1,9 +1,9 @@
 """The finetune stage: federated PVT/OMC fine-tuning of the searched network on the client pool.
 
-``run(params, workdir, on_round)`` loads ``finetune.init``, runs the federation on Flower's
+``run(params, workdir, on_round)`` loads ``paths.searched``, runs the federation on Flower's
 simulation engine, measures (accuracy on the clients' test clips and on the server test split,
 bytes both ways, client training memory against an all-variable float reference step) and writes
-``finetune.out``. Per-round accuracy is computed by the server on the pooled test clips of every
+``paths.final``. Per-round accuracy is computed by the server on the pooled test clips of every
 client (a simulation can see them; a deployment would run Flower's federated evaluation, which the
 stage also does through Flower at the start and the end when ``finetune.federated_eval`` is on).
 """
@@ -38,7 +38,9 @@ from components.federated.simulation import (
 from components.federated.strategy import PartialVariableStrategy, arrays_to_numpy, numpy_to_arrays
 from components.federated.training import ClientModel, LocalConfig, count_correct, materialize
 from components.federated.variables import ModelLayout, layer_name, select_trainable
-from components.supernet.subnet import SubNetwork, load_subnet_file, save_subnet
+from components.model.checkpoint import load_subnet_file, save_subnet
+from components.model.subnet import SubNetwork
+from components.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 OnRound = Callable[[int, dict[str, float]], None]
@@ -50,12 +52,6 @@ class FinetuneResult:
     metrics: dict[str, Any]
     history: list[dict[str, float]]  # one record per round (round 0 = the start)
     reasons: list[str]  # why clients failed or were rejected, per occurrence
-
-
-def _split(data: Any, pool: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    idx = data.select(pool, split)
-    x = torch.from_numpy(np.ascontiguousarray(data.features[idx]))
-    return x, torch.from_numpy(data.labels[idx].astype(np.int64))
 
 
 def _float_state(net: SubNetwork, layout: ModelLayout) -> dict[str, np.ndarray]:
@@ -107,21 +103,26 @@ def fedavg_upload_bytes(state: dict[str, np.ndarray], layout: ModelLayout) -> in
 
 
 def run(
-    params: Params, workdir: Path = Path("."), on_round: OnRound | None = None
+    params: Params,
+    workdir: Path = Path("."),
+    on_round: OnRound | None = None,
+    progress: Progress = no_progress,
 ) -> FinetuneResult:
+    """The stage; ``on_round(round, figures)`` receives every round's record (MLflow logs it),
+    ``progress`` one report per round with its accuracy figures."""
     check_params(params)
     p = params.finetune
     started = time.perf_counter()
     torch.manual_seed(params.base.seed)
-    init_net, payload = load_subnet_file(workdir / p.init)
+    init_net, payload = load_subnet_file(workdir / params.paths.searched)
     arch = payload["config"]
     layout = ModelLayout.from_model(init_net)
     check_params(params, layout)
-    prepared_dir = (workdir / params.prepare.out_dir).resolve()
+    prepared_dir = (workdir / params.paths.prepared).resolve()
     pool = ClientPool(prepared_dir)
     data = load_prepared(prepared_dir)
-    server_x, server_y = _split(data, SERVER, TEST)
-    client_x, client_y = _split(data, CLIENT, TEST)
+    server_x, server_y = data.tensors(SERVER, TEST)
+    client_x, client_y = data.tensors(CLIENT, TEST)
     if len(client_y) == 0:
         raise CorpusError(f"{prepared_dir}: the clients hold no test clips")
     initial_state = _float_state(init_net, layout)
@@ -157,6 +158,8 @@ def run(
         history.append({"round": float(server_round), **numbers})
         if on_round is not None:
             on_round(server_round, numbers)
+        shown = {k: round(v, 3) for k, v in numbers.items() if "acc" in k or k == "failed"}
+        progress("round", server_round, p.rounds, shown)
         return MetricRecord(dict(numbers))
 
     initial = numpy_to_arrays(initial_state)
@@ -184,7 +187,7 @@ def run(
         100.0 * count_correct(client_view, client_x, client_y) / len(client_y), 3
     )
     metrics["stage_seconds"] = round(time.perf_counter() - started, 2)
-    out = workdir / p.out
+    out = workdir / params.paths.final
     save_subnet(out, init_net.eval(), {"metrics": metrics, "finetune": p.model_dump(mode="json")})
     reasons = [r for rep in reports for r in rep.reasons]
     return FinetuneResult(out, metrics, history, reasons)

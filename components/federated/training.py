@@ -30,7 +30,7 @@ from torch import nn
 
 from components.federated.compression import QuantizedTensor, dequantize, quantize
 from components.federated.memory import measure_peak_bytes
-from components.supernet.subnet import SubNetwork, build_subnet
+from components.model.subnet import SubNetwork, build_subnet
 
 Value = torch.Tensor | QuantizedTensor
 

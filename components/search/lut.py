@@ -29,9 +29,9 @@ import torch
 from components.errors import ConfigError
 from components.io import write_json_atomic
 from components.latency import DeviceProfile, Latency, measure_many, onnx_bytes
-from components.supernet.model import SuperNet
-from components.supernet.space import SearchSpace
-from components.supernet.subnet import extract_subnet
+from components.model.space import SearchSpace
+from components.model.subnet import extract_subnet
+from components.model.supernet import SuperNet
 
 LUT_FORMAT = "edgelearn.lut/1"
 

@@ -21,11 +21,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from components.model.evaluate import accuracy
+from components.model.subnet import CompactBypassBlock, SubNetwork, extract_subnet
+from components.model.supernet import SuperNet
 from components.search.mcd import Candidate, LatencyPredictor, SearchError, SearchOutcome
-from components.supernet.data import ServerData
-from components.supernet.evaluate import accuracy
-from components.supernet.model import SuperNet
-from components.supernet.subnet import CompactBypassBlock, SubNetwork, extract_subnet
+from components.training.data import ServerData
 
 
 @torch.no_grad()

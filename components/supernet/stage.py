@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,16 +13,16 @@ import torch
 
 from components.config import Params
 from components.data.labels import CLASSES
-from components.errors import EdgelearnError
-from components.supernet.data import ServerData, load_server_data
-from components.supernet.evaluate import accuracy, recalibrate_batch_norm
-from components.supernet.model import SuperNet
-from components.supernet.space import SearchSpace, count_macs
-from components.supernet.subnet import count_parameters, extract_subnet
-from components.supernet.train import fit, random_architectures, space_from_params
+from components.model.checkpoint import save_supernet
+from components.model.evaluate import accuracy, recalibrate_batch_norm
+from components.model.space import count_macs, random_architectures, space_from_params
+from components.model.subnet import count_parameters, extract_subnet
+from components.model.supernet import SuperNet
+from components.progress import Progress, no_progress
+from components.training.data import ServerData, load_server_data
+from components.training.trainer import fit
 
 log = logging.getLogger(__name__)
-CHECKPOINT_FORMAT = "edgelearn.supernet/1"
 
 
 @dataclass(frozen=True)
@@ -33,37 +32,6 @@ class SupernetResult:
     history: list[dict[str, float]]  # per epoch
     subnets: list[dict[str, Any]]  # widths, macs, params, val_acc of the sampled sub-networks
     steps: int  # optimizer steps taken (the x axis of the per-epoch curves in MLflow)
-
-
-def save_supernet(path: Path, net: SuperNet, extra: dict[str, Any]) -> None:
-    """Write the checkpoint atomically: a plain dict any consumer can load without Lightning."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "space": net.space.to_dict(),
-        "state_dict": net.state_dict(),
-    }
-    torch.save({**payload, **extra}, tmp)
-    os.replace(tmp, path)
-
-
-def load_supernet(path: Path) -> SuperNet:
-    """Load ``models/supernet.ckpt``; a missing or foreign file is one clear error naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgelearnError(
-            f"{path}: super-network checkpoint not found; run `dvc repro supernet`"
-        )
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise EdgelearnError(f"{path}: not a readable checkpoint ({err})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise EdgelearnError(f"{path}: not an edgelearn super-network checkpoint")
-    net = SuperNet(SearchSpace.from_dict(ckpt["space"]))
-    net.load_state_dict(ckpt["state_dict"])
-    return net.eval()
 
 
 def sample_subnets(
@@ -97,10 +65,15 @@ def sample_subnets(
 
 
 def run(
-    params: Params, workdir: Path = Path("."), loggers: Sequence[Any] = (), progress: bool = False
+    params: Params,
+    workdir: Path = Path("."),
+    loggers: Sequence[Any] = (),
+    progress: Progress = no_progress,
 ) -> SupernetResult:
+    """Train the super-network for ``supernet.epochs`` (best full-network validation epoch kept),
+    score its sub-networks with inherited weights, and write ``paths.supernet``."""
     p = params.supernet
-    data = load_server_data(workdir / params.prepare.out_dir)
+    data = load_server_data(workdir / params.paths.prepared)
     space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
     torch.manual_seed(params.base.seed)  # weight init is part of the reproducible run
     net = SuperNet(space)
@@ -130,6 +103,6 @@ def run(
         "full_macs": count_macs(space, space.largest()),
         "smallest_macs": count_macs(space, space.smallest()),
     }
-    checkpoint = workdir / p.out
+    checkpoint = workdir / params.paths.supernet
     save_supernet(checkpoint, net, {"metrics": metrics, "history": module.history})
     return SupernetResult(checkpoint, metrics, module.history, subnets, result.steps)

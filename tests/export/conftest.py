@@ -10,7 +10,8 @@ import pytest
 
 from components.config import Params, params_from_dict
 from components.export import stage
-from components.supernet.subnet import SubNetwork, save_subnet
+from components.model.checkpoint import save_subnet
+from components.model.subnet import SubNetwork
 from tests.export import kws
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")

@@ -6,7 +6,6 @@ spoken keywords; small enough to build and train in seconds.
 
 from __future__ import annotations
 
-import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,12 +15,13 @@ import pandas as pd
 import torch
 
 from components.config import FeatureParams
+from components.data import prepared
 from components.data.labels import CLASSES, KEYWORDS, SILENCE, UNKNOWN, class_index
 from components.data.noise import hum, running_tap
 from components.data.synthesize import espeak, trim_silence
 from components.features import compute_features
-from components.supernet.space import SearchSpace, StageSpec
-from components.supernet.subnet import SubNetwork
+from components.model.space import SearchSpace, StageSpec
+from components.model.subnet import SubNetwork
 
 RATE = 16000
 VOICES = (
@@ -100,12 +100,8 @@ def build_corpus(seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
 
 def write_prepared(out: Path, pcm: np.ndarray, manifest: pd.DataFrame) -> np.ndarray:
     """A ``data/prepared`` folder as the prepare stage writes it; returns the features."""
-    out.mkdir(parents=True, exist_ok=True)
     features = compute_features(torch.from_numpy(pcm.astype(np.float32) / 32768.0), FeatureParams())
-    np.save(out / "audio.npy", pcm)
-    np.save(out / "features.npy", features.numpy())
-    manifest.to_csv(out / "manifest.csv", index=False)
-    (out / "summary.json").write_text(json.dumps({"classes": list(CLASSES)}))
+    prepared.write_prepared(out, pcm, features.numpy(), manifest, {"classes": list(CLASSES)})
     return features.numpy()
 
 

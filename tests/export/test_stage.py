@@ -7,17 +7,17 @@ import pytest
 from components.config import params_from_dict
 from components.errors import EdgelearnError
 from components.export import stage
-from components.supernet.subnet import save_subnet
+from components.model.checkpoint import save_subnet
 from tests.export import kws
 
 
 def test_missing_model_is_one_clear_error(tmp_path):
-    with pytest.raises(EdgelearnError, match=r"models/final\.pt: model file not found"):
+    with pytest.raises(EdgelearnError, match=r"models/final\.pt: sub-network file not found"):
         stage.run(params_from_dict({}), tmp_path, {})
 
 
 def test_missing_prepared_data_is_one_clear_error(tmp_path):
-    from components.supernet.subnet import SubNetwork
+    from components.model.subnet import SubNetwork
 
     save_subnet(tmp_path / "models/final.pt", SubNetwork(kws.SPACE, kws.WIDTHS))
     with pytest.raises(EdgelearnError, match=r"data/prepared: not a prepared dataset"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from components.supernet.subnet import SubNetwork, save_subnet
+from components.data import prepared
+from components.model.checkpoint import save_subnet
+from components.model.subnet import SubNetwork
 from tests.supernet.test_model import SPACE
 
 WIDTHS = [16, 8, 24, 0]
@@ -44,12 +45,9 @@ def write_prepared(root: Path, clients: int = 6, train: int = 10, test: int = 6)
         for split, n in (("train", train), ("test", test)):
             add(*banded(n, rng, shift=1, noise=1.5), "client", split, c)
     features = np.concatenate(xs)
-    root.mkdir(parents=True, exist_ok=True)
-    np.save(root / "features.npy", features)
-    np.save(root / "audio.npy", np.zeros((len(features), 16), np.int16))
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    (root / "summary.json").write_text(json.dumps({"source": "test"}))
-    return root
+    audio = np.zeros((len(features), 16), np.int16)
+    classes = [str(c) for c in range(SPACE.num_classes)]
+    return prepared.write_prepared(root, audio, features, pd.DataFrame(rows), {"classes": classes})
 
 
 def write_start_model(path: Path, prepared: Path, steps: int = 40) -> Path:

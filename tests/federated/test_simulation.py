@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from components.config import load_params
+from components.data.prepared import load_prepared
+from components.data.splits import CLIENT, TEST
 from components.federated import stage
-from components.supernet.subnet import load_subnet_file
+from components.model.checkpoint import load_subnet_file
 from tests.conftest import ROOT
 from tests.federated.builders import write_prepared, write_start_model
 
@@ -21,10 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def client_test_loss(model: Path, work: Path) -> float:
     """Mean cross-entropy of a saved model on the clients' test clips of the prepared data."""
-    manifest = pd.read_csv(work / "data/prepared/manifest.csv")
-    rows = manifest[(manifest["pool"] == "client") & (manifest["split"] == "test")]
-    x = torch.from_numpy(np.load(work / "data/prepared/features.npy")[rows["index"].to_numpy()])
-    y = torch.from_numpy(rows["label_index"].to_numpy()).long()
+    x, y = load_prepared(work / "data/prepared").tensors(CLIENT, TEST)
     net, _ = load_subnet_file(model)
     with torch.no_grad():
         return F.cross_entropy(net.eval()(x), y).item()

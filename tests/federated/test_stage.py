@@ -8,8 +8,8 @@ from components.federated import stage
 from tests.federated.builders import write_prepared, write_start_model
 
 
-def params_with(**finetune) -> Params:
-    return Params.model_validate({"finetune": finetune})
+def params_with(paths=None, **finetune) -> Params:
+    return Params.model_validate({"finetune": finetune, "paths": paths or {}})
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def test_min_clients_above_clients_per_round(workdir):
 
 
 def test_missing_start_model(workdir):
-    with pytest.raises(EdgelearnError, match=r"nope\.pt: model file not found"):
-        stage.run(params_with(init="models/nope.pt"), workdir)
+    with pytest.raises(EdgelearnError, match=r"nope\.pt: sub-network file not found"):
+        stage.run(params_with(paths={"searched": "models/nope.pt"}), workdir)
 
 
 def test_fixed_patterns_must_match_a_variable(workdir):

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from components.federated.compression import QuantizedTensor, dequantize, quantize
 from components.federated.training import ClientModel, LocalConfig, materialize
-from components.supernet.subnet import SubNetwork
+from components.model.subnet import SubNetwork
 from tests.federated.test_variables import LAYOUT
 from tests.supernet.test_model import SPACE
 from tests.supernet.test_train import banded_data

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from components.federated.variables import ModelLayout, layer_name, select_trainable
-from components.supernet.subnet import SubNetwork
+from components.model.subnet import SubNetwork
 from tests.supernet.test_model import SPACE
 
 # SPACE: stem, stage 1 (16 ch, 2 blocks), a transition, stage 2 (24 ch, 2 blocks), head

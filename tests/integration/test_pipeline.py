@@ -116,7 +116,7 @@ SUPERNET_KEYS = {
 
 def test_supernet_stage_outputs_and_curves(smoke):
     ws, uri, _ = smoke
-    from components.supernet.stage import load_supernet
+    from components.model.checkpoint import load_supernet
 
     metrics = json.loads((ws / "metrics/supernet.json").read_text())
     assert set(metrics) >= SUPERNET_KEYS and metrics["epochs"] == 2
@@ -145,8 +145,8 @@ SEARCH_KEYS = {
 
 def test_search_stage_outputs(smoke):
     ws, uri, _ = smoke
+    from components.model.checkpoint import load_subnet_file
     from components.search.lut import LatencyTable
-    from components.supernet.subnet import load_subnet_file
 
     metrics = json.loads((ws / "metrics/search.json").read_text())
     assert set(metrics) >= SEARCH_KEYS

@@ -20,6 +20,8 @@ from components.latency import (
     onnx_bytes,
     time_interleaved,
 )
+from components.model.space import SearchSpace, StageSpec
+from components.model.supernet import SuperNet
 from components.search.lut import (
     LatencyTable,
     build_table,
@@ -28,8 +30,6 @@ from components.search.lut import (
     measurement_grid,
     network_latency,
 )
-from components.supernet.model import SuperNet
-from components.supernet.space import SearchSpace, StageSpec
 
 SPACE = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
                     stages=(StageSpec(16, 2, 1), StageSpec(16, 1, 2)))  # fmt: skip

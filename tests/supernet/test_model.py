@@ -2,16 +2,16 @@ import pytest
 import torch
 from torch import nn
 
-from components.supernet.evaluate import recalibrate_batch_norm
-from components.supernet.model import (
+from components.model.evaluate import recalibrate_batch_norm
+from components.model.space import SearchSpace, StageSpec, count_macs, layer_macs
+from components.model.subnet import build_subnet, count_parameters, extract_subnet
+from components.model.supernet import (
     BypassBlock,
     SuperNet,
     fixed_widths,
     ordered_mask,
     sample_widths,
 )
-from components.supernet.space import SearchSpace, StageSpec, count_macs, layer_macs
-from components.supernet.subnet import build_subnet, count_parameters, extract_subnet
 
 SPACE = SearchSpace(stem_stride=(2, 4), stages=(StageSpec(16, 2, 1), StageSpec(24, 2, 2)))
 

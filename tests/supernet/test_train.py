@@ -3,10 +3,10 @@ import torch
 
 from components.config import SupernetParams
 from components.errors import EdgelearnError
-from components.supernet.data import ServerData
-from components.supernet.model import SuperNet, fixed_widths
-from components.supernet.stage import load_supernet, save_supernet
-from components.supernet.train import fit
+from components.model.checkpoint import load_supernet, save_supernet
+from components.model.supernet import SuperNet, fixed_widths
+from components.training.data import ServerData
+from components.training.trainer import fit
 from tests.supernet.test_model import SPACE
 
 
@@ -50,7 +50,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     with pytest.raises(EdgelearnError, match=r"nope\.ckpt: super-network checkpoint not found"):
         load_supernet(tmp_path / "nope.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"junk")
-    with pytest.raises(EdgelearnError, match=r"junk\.ckpt: not a readable checkpoint"):
+    with pytest.raises(EdgelearnError, match=r"junk\.ckpt: not a readable super-network checkpoint"):
         load_supernet(tmp_path / "junk.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(EdgelearnError, match=r"other\.ckpt: not an edgelearn super-network"):
@@ -74,7 +74,7 @@ def test_same_seed_gives_identical_training():
 
 
 def test_distillation_loss_is_zero_when_student_matches_teacher():
-    from components.supernet.train import KwsModule
+    from components.training.trainer import KwsModule
 
     train_x, train_y = banded_data(64, 0)
     data = ServerData(train_x, train_y, train_x, train_y)

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from components.search.records import arch_key
 
-from components.search.stage import SearchResult, arch_key  # noqa: E402
+if TYPE_CHECKING:
+    from components.search.stage import SearchResult
 
 STYLE = {"mcd": ("tab:blue", "o"), "random": ("tab:orange", "^"),
          "uniform": ("tab:green", "s"), "netadapt_v1": ("tab:red", "D")}  # fmt: skip
 
 
-def pareto_figure(result: SearchResult) -> plt.Figure:
+def pareto_figure(result: SearchResult) -> Figure:
     """Left: inherited-weight accuracy vs measured latency of every candidate; right: the
     winners after equal training."""
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig = Figure(figsize=(12, 4.8))
+    ax, ax2 = fig.subplots(1, 2)
     budget = result.metrics["latency_budget_ms"] * 1e3
     for name, outcome in result.outcomes.items():
         color, marker = STYLE.get(name, ("gray", "x"))
@@ -48,9 +49,3 @@ def pareto_figure(result: SearchResult) -> plt.Figure:
     ax2.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
-
-
-def save_pareto(result: SearchResult, path: Path) -> None:
-    fig = pareto_figure(result)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

@@ -9,38 +9,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from components.config import SupernetParams
-from components.supernet.augment import augment
-from components.supernet.data import ServerData
-from components.supernet.evaluate import accuracy, recalibrate_batch_norm
-from components.supernet.model import SuperNet, sample_widths
-from components.supernet.space import SearchSpace, StageSpec
-from components.supernet.subnet import extract_subnet
-
-
-def space_from_params(p: SupernetParams, n_mels: int, frames: int, num_classes: int) -> SearchSpace:
-    stages = tuple(StageSpec(s.channels, s.blocks, s.stride) for s in p.stages)
-    return SearchSpace(
-        n_mels=n_mels,
-        frames=frames,
-        num_classes=num_classes,
-        stem_stride=p.stem_stride,
-        width_step=p.width_step,
-        stages=stages,
-    )
-
-
-def random_architectures(space: SearchSpace, n: int, seed: int) -> list[list[int]]:
-    rng = np.random.default_rng(seed)
-    return [
-        [int(rng.choice(space.width_choices(i))) for i in range(space.num_layers)] for _ in range(n)
-    ]
+from components.model.evaluate import accuracy, recalibrate_batch_norm
+from components.model.space import random_architectures
+from components.model.subnet import extract_subnet
+from components.model.supernet import SuperNet, sample_widths
+from components.progress import Progress, no_progress
+from components.training.augment import augment
+from components.training.data import ServerData
 
 
 def score_subnet(
@@ -67,8 +48,11 @@ class KwsModule(L.LightningModule):
         data: ServerData,
         total_steps: int,
         seed: int,
+        progress: Progress = no_progress,
+        phase: str = "epoch",
     ) -> None:
         super().__init__()
+        self.progress, self.phase = progress, phase
         self.net = net
         self.p = params
         self.data = data
@@ -123,6 +107,10 @@ class KwsModule(L.LightningModule):
             {"epoch": float(self.current_epoch), "train_loss": train_loss, **scores}
         )
         self.log_dict(scores, prog_bar=True)
+        shown = {"train_loss": train_loss}
+        shown.update({k: scores[k] for k in ("val_acc_full", "val_acc_smallest",
+                                             "val_acc_median_subnet") if k in scores})  # fmt: skip
+        self.progress(self.phase, self.current_epoch + 1, self.trainer.max_epochs or 0, shown)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -169,10 +157,12 @@ def fit(
     *,
     loggers: Sequence[Any] = (),
     checkpoint_dir: str | None = None,
-    progress: bool = False,
+    progress: Progress = no_progress,
+    phase: str = "epoch",
 ) -> FitResult:
     """Train ``net`` for ``params.epochs`` and restore the epoch with the best full-network
-    validation accuracy (Lightning checkpoint when ``checkpoint_dir`` is given)."""
+    validation accuracy (Lightning checkpoint when ``checkpoint_dir`` is given). After each epoch
+    ``progress(phase, epoch, epochs, figures)`` gets the epoch's loss and validation scores."""
     L.seed_everything(seed, workers=True, verbose=False)
     if params.num_threads:
         torch.set_num_threads(params.num_threads)
@@ -183,7 +173,7 @@ def fit(
         drop_last=len(data.train_y) > params.batch_size,
         generator=torch.Generator().manual_seed(seed),
     )
-    module = KwsModule(net, params, data, params.epochs * len(loader), seed)
+    module = KwsModule(net, params, data, params.epochs * len(loader), seed, progress, phase)
     callbacks: list[Any] = []
     if checkpoint_dir is not None:
         callbacks.append(
@@ -199,7 +189,7 @@ def fit(
         logger=list(loggers) or False,
         callbacks=callbacks,
         enable_checkpointing=checkpoint_dir is not None,
-        enable_progress_bar=progress,
+        enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=min(50, len(loader)),
         num_sanity_val_steps=0,
@@ -209,7 +199,8 @@ def fit(
     trainer.fit(module, loader)
     seconds = time.perf_counter() - start
     best_epoch = max(module.history, key=lambda h: h["val_acc_full"])["epoch"]
-    if callbacks and callbacks[0].best_model_path:
-        state = torch.load(callbacks[0].best_model_path, map_location="cpu", weights_only=True)
+    best = next((c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)), None)
+    if best is not None and best.best_model_path:
+        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
         module.load_state_dict(state["state_dict"])
     return FitResult(module, seconds, int(best_epoch), trainer.global_step)

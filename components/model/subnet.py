@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.errors import EdgelearnError
-from components.supernet.model import DSBlock, FeatureNorm, SuperNet, conv_bn
-from components.supernet.space import SearchSpace
+from components.model.space import SearchSpace
+from components.model.supernet import DSBlock, FeatureNorm, SuperNet, conv_bn
 
 
 class CompactBypassBlock(nn.Module):
@@ -109,37 +106,3 @@ def extract_subnet(supernet: SuperNet, widths: list[int]) -> SubNetwork:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-SUBNET_FORMAT = "edgelearn.subnet/1"
-
-
-def save_subnet(path: Path, model: SubNetwork, extra: dict[str, Any] | None = None) -> None:
-    """Write a trained sub-network atomically as a plain dict (``models/searched.pt``,
-    ``models/final.pt``): ``{"format", "config", "state_dict", **extra}``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    payload = {"format": SUBNET_FORMAT, "config": model.config, "state_dict": model.state_dict()}
-    torch.save({**payload, **(extra or {})}, tmp)
-    os.replace(tmp, path)
-
-
-def load_subnet_file(path: Path) -> tuple[SubNetwork, dict[str, Any]]:
-    """Load a file written by ``save_subnet``: the model (eval mode) and the whole payload."""
-    path = Path(path)
-    if not path.is_file():
-        raise EdgelearnError(f"{path}: model file not found; run the stage that writes it")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same to the user
-        raise EdgelearnError(f"{path}: not a readable model file ({err})") from None
-    if not isinstance(payload, dict) or payload.get("format") != SUBNET_FORMAT:
-        raise EdgelearnError(f"{path}: not an edgelearn sub-network file (format {SUBNET_FORMAT})")
-    model = build_subnet(payload["config"])
-    model.load_state_dict(payload["state_dict"])
-    return model.eval(), payload
-
-
-def load_subnet(path: Path) -> SubNetwork:
-    return load_subnet_file(path)[0]

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.supernet.space import SearchSpace
+from components.model.space import SearchSpace
 
 
 class FeatureNorm(nn.Module):

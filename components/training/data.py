@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from components.data.prepared import load_prepared
@@ -31,14 +30,14 @@ class ServerData:
 
 
 def load_server_data(prepared_dir: Path, split_eval: str = VAL) -> ServerData:
+    """The server pool's training split and ``split_eval`` (val, or test for final scores)."""
     data = load_prepared(prepared_dir)
 
     def take(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = data.select(SERVER, split)
-        if len(idx) == 0:
+        x, y = data.tensors(SERVER, split)
+        if len(y) == 0:
             raise CorpusError(f"{prepared_dir}: the server pool has no '{split}' clips")
-        x = torch.from_numpy(np.ascontiguousarray(data.features[idx]))
-        return x, torch.from_numpy(data.labels[idx].astype(np.int64))
+        return x, y
 
     train_x, train_y = take(TRAIN)
     val_x, val_y = take(split_eval)

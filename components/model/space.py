@@ -9,7 +9,12 @@ pass their input through, and width 0 removes the block (depth is searched as wi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from components.config import SupernetParams
 
 
 @dataclass(frozen=True)
@@ -107,3 +112,22 @@ def layer_macs(space: SearchSpace, widths: list[int]) -> dict[str, int]:
 
 def count_macs(space: SearchSpace, widths: list[int]) -> int:
     return sum(layer_macs(space, widths).values())
+
+
+def space_from_params(p: SupernetParams, n_mels: int, frames: int, num_classes: int) -> SearchSpace:
+    stages = tuple(StageSpec(s.channels, s.blocks, s.stride) for s in p.stages)
+    return SearchSpace(
+        n_mels=n_mels,
+        frames=frames,
+        num_classes=num_classes,
+        stem_stride=p.stem_stride,
+        width_step=p.width_step,
+        stages=stages,
+    )
+
+
+def random_architectures(space: SearchSpace, n: int, seed: int) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    return [
+        [int(rng.choice(space.width_choices(i))) for i in range(space.num_layers)] for _ in range(n)
+    ]

@@ -1,0 +1,1 @@
+"""The network family every stage shares: search space, super-network, sub-networks, checkpoints."""
