@@ -271,7 +271,14 @@ class ExportParams(Section):
     per_channel: bool = True
     parity_atol: Annotated[float, Field(gt=0.0)] = 1e-4  # max |ONNX - PyTorch| of the scores
     parity_min_agreement_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 99.9
+    # int8: auto = ship it when it passes the gates below, off = fp32 only, required = a refused
+    # int8 stops the stage (a device that runs int8 only)
+    int8: Literal["auto", "off", "required"] = "auto"
     int8_max_acc_drop: Annotated[float, Field(ge=0.0)] = 1.0  # points of test accuracy
+    int8_min_speedup: Annotated[float, Field(ge=0.0)] = 1.0  # fp32 latency / int8 latency
+    # 7-bit weights: x86 CPUs without VNNI multiply u8 x s8 pairs into saturating int16 sums,
+    # which 8-bit weights can overflow (ONNX Runtime's quantization guide); costs little accuracy
+    reduce_range: bool = True
 
 
 class ScheduleParams(Section):

@@ -1,9 +1,10 @@
 """Latency measured on the target device: device profiles and the ONNX Runtime timing harness.
 
 A device profile (``configs/devices/<name>.yaml``) says how to measure: engine, execution
-provider, threads, warm-up and repeat counts, the noise limit and the latency budget. ``measure``
-times an ONNX model at batch 1 and refuses to return a figure whose spread says the machine was
-too busy.
+provider, threads, warm-up, how precise a figure must be and the latency budget. ``measure``
+times an ONNX model at batch 1: it keeps sampling until the median is known to the profile's
+precision (the uncertainty of an estimate shrinks with more samples; the spread of single runs on
+a shared machine does not), and refuses only when a bounded time was not enough.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def devices_dir() -> Path:
 
 
 class NoisyMeasurementError(EdgelearnError):
-    """The timings of every attempt spread too widely to be trusted."""
+    """The median was still too uncertain when the profile's time limit ran out."""
 
 
 class Budget(BaseModel):
@@ -66,13 +67,23 @@ class DeviceProfile(BaseModel):
     execution_provider: str = "CPUExecutionProvider"
     threads: Annotated[int, Field(ge=1)] = 1
     warmup: Annotated[int, Field(ge=0)] = 50
-    repeats: Annotated[int, Field(ge=5)] = 200
+    repeats: Annotated[int, Field(ge=5)] = 200  # at least this many samples per model
     min_sample_ms: Annotated[float, Field(ge=0.0)] = 1.0  # batch runs into samples this long
-    min_seconds: Annotated[float, Field(ge=0.0)] = 0.0  # more samples until an attempt lasts this
-    max_spread: Annotated[float, Field(gt=0.0)] = 0.1
-    retries: Annotated[int, Field(ge=0)] = 4
-    retry_wait_s: Annotated[float, Field(ge=0.0)] = 0.0  # pause before a retry, doubling each time
+    min_seconds: Annotated[float, Field(ge=0.0)] = 0.0  # and sample for at least this long
+    # Stop when every median's 95% confidence interval is within +-precision of it ...
+    precision: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.01
+    # ... or after max_seconds, accepting a figure known to +-max_uncertainty, refusing worse.
+    max_seconds: Annotated[float, Field(gt=0.0)] = 60.0
+    max_uncertainty: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.05
     budget: Budget = Budget(fraction=0.5)
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> DeviceProfile:
+        if self.max_uncertainty < self.precision:
+            raise ValueError("max_uncertainty must be at least precision")
+        if self.max_seconds < self.min_seconds:
+            raise ValueError("max_seconds must be at least min_seconds")
+        return self
 
 
 def known_profiles(directory: Path | None = None) -> list[str]:
@@ -107,7 +118,8 @@ def load_profile(name_or_path: str, directory: Path | None = None) -> DeviceProf
 
 @dataclass(frozen=True)
 class Latency:
-    """Batch-1 latency of one model: median and spread over ``repeats`` timed runs."""
+    """Batch-1 latency of one model: the median over ``repeats`` timed samples, its 95%
+    confidence interval, and the spread of the samples themselves."""
 
     median_ms: float
     p10_ms: float
@@ -116,16 +128,35 @@ class Latency:
     p90_ms: float
     repeats: int
     runs_per_sample: int
-    attempts: int
+    ci_low_ms: float
+    ci_high_ms: float
+    seconds: float  # wall time of the measurement this figure came from
 
     @property
     def spread(self) -> float:
-        """Interquartile range over the median: robust to the few runs another process preempts,
-        but large when the machine is busy for a good part of the measurement."""
+        """Interquartile range over the median: how much single samples vary (it does not
+        shrink with more samples; the uncertainty of the median does)."""
         return (self.p75_ms - self.p25_ms) / self.median_ms
 
+    @property
+    def uncertainty(self) -> float:
+        """Half-width of the median's 95% confidence interval, relative to the median."""
+        return (self.ci_high_ms - self.ci_low_ms) / 2 / self.median_ms
+
     def to_dict(self) -> dict[str, float]:
-        return {**asdict(self), "spread": self.spread}
+        return {**asdict(self), "spread": self.spread, "uncertainty": self.uncertainty}
+
+
+def median_interval(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free ~95% confidence interval of the median: the order statistics
+    ``n/2 -+ z*sqrt(n)/2`` (the binomial count of samples below the median). It needs no
+    assumption on the shape of the timing distribution, which on a shared machine has a long
+    right tail and several modes."""
+    s = np.sort(samples)
+    n = len(s)
+    half = z * math.sqrt(n) / 2
+    lo, hi = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half))
+    return float(s[lo]), float(s[hi])
 
 
 def onnx_bytes(model: Any, example: tuple[Any, ...], opset: int = 18) -> bytes:
@@ -168,13 +199,8 @@ def measure(
     profile: DeviceProfile,
     what: str = "model",
 ) -> Latency:
-    """Time ``model`` on ``feed`` (batch 1): warm-up, then ``repeats`` timed samples.
-
-    Each sample times enough back-to-back runs to last ``min_sample_ms`` and divides. Returns the
-    median and percentiles per run. When (p75 - p25) / median exceeds the profile's
-    ``max_spread`` the attempt is repeated up to ``retries`` times; if no attempt is quiet enough,
-    raises ``NoisyMeasurementError`` rather than report a figure that cannot be trusted.
-    """
+    """Time ``model`` on ``feed`` (batch 1) until its median is known to the profile's
+    precision (see ``time_interleaved``)."""
     return measure_many({what: (model, feed)}, profile)[what]
 
 
@@ -197,25 +223,23 @@ def time_callable(run: Callable[[], object], profile: DeviceProfile, what: str) 
 
 def time_interleaved(runs: Mapping[str, Callable[[], object]], profile: DeviceProfile
                      ) -> dict[str, Latency]:  # fmt: skip
-    """Time each callable: warm-up, then ``repeats`` samples of enough back-to-back runs to last
-    ``min_sample_ms`` (timing a 20 us run alone mostly measures timer and scheduler jitter),
-    preceded by one untimed run (so a sample never pays for caches another model evicted).
+    """Time each callable until its median is known precisely, all of them interleaved.
 
-    Samples of the different callables are interleaved round-robin, so every figure spans the
-    same stretch of time, and the number of samples grows until one attempt lasts the profile's
-    ``min_seconds``. On a shared host the speed of a core drifts between regimes for 0.3 s to tens
-    of seconds at a time (a busy SMT sibling here makes the same network 25-50% slower): timing
-    one model for 0.2 s after another lets one land in a slow stretch and the next in a fast one,
-    and their difference (a latency-table entry) is then mostly noise. Interleaved, both see the
-    same mix of regimes.
+    Warm-up, then samples of enough back-to-back runs to last ``min_sample_ms`` (timing a 20 us
+    run alone mostly measures timer and scheduler jitter), each preceded by one untimed run (so a
+    sample never pays for caches another model evicted). Samples of the different callables are
+    interleaved round-robin with the order rotated, so every figure spans the same stretch of
+    time: on a shared host a core's speed drifts between regimes for seconds at a time, and
+    figures that are compared or subtracted (a latency-table entry) must see the same mix.
 
-    When any figure's (p75 - p25) / median exceeds ``max_spread``, all of them are measured again
-    (figures from different attempts would not share conditions), up to ``retries`` times, after
-    pauses of ``retry_wait_s``, doubling (busy stretches here last up to tens of seconds);
-    ``NoisyMeasurementError`` names the figures still too noisy in the last attempt.
+    Sampling goes on until there are ``repeats`` samples, ``min_seconds`` have passed and every
+    median's 95% confidence interval (``median_interval``) is within ``precision`` of it; the
+    median is robust to the runs another process preempts, and its interval shrinks as samples
+    accumulate even when single runs spread widely. After ``max_seconds`` a figure known to
+    ``max_uncertainty`` is accepted; a worse one raises ``NoisyMeasurementError`` saying what to
+    do.
     """
     inner: dict[str, int] = {}
-    sample_ms: dict[str, float] = {}  # one sample, its untimed run included
     for what, run in runs.items():
         for _ in range(max(1, profile.warmup)):
             run()
@@ -225,43 +249,48 @@ def time_interleaved(runs: Mapping[str, Callable[[], object]], profile: DevicePr
             run()
         single_ms = (time.perf_counter() - start) * 1e3 / probes
         inner[what] = max(1, math.ceil(profile.min_sample_ms / max(single_ms, 1e-6)))
-        sample_ms[what] = (inner[what] + 1) * single_ms
     names = list(runs)
-    cycle_ms = sum(sample_ms.values())
-    repeats = max(profile.repeats, math.ceil(profile.min_seconds * 1e3 / max(cycle_ms, 1e-6)))
-    spreads: dict[str, list[float]] = {what: [] for what in runs}
-    noisy: list[str] = []
-    for attempt in range(1, profile.retries + 2):
-        if attempt > 1 and profile.retry_wait_s:
-            time.sleep(profile.retry_wait_s * 2 ** (attempt - 2))  # let a burst of load pass
-        times = {what: np.empty(repeats) for what in names}
-        for i in range(repeats):
-            shift = i % len(names)  # rotate the order: no model always follows the same one
+    samples: dict[str, list[float]] = {what: [] for what in names}
+    started = time.perf_counter()
+    block = max(10, profile.repeats // 4)
+    while True:
+        for i in range(block):
+            shift = (len(samples[names[0]]) + i) % len(names)  # no model always follows another
             for what in names[shift:] + names[:shift]:
                 run, n = runs[what], inner[what]
                 run()
-                start = time.perf_counter()
+                t0 = time.perf_counter()
                 for _ in range(n):
                     run()
-                times[what][i] = (time.perf_counter() - start) / n
-        results = {}
-        for what in names:
-            p10, p25, median, p75, p90 = (
-                float(v) * 1e3 for v in np.percentile(times[what], [10, 25, 50, 75, 90])
-            )
-            results[what] = Latency(median, p10, p25, p75, p90, repeats, inner[what], attempt)
-        noisy = [what for what in names if results[what].spread > profile.max_spread]
-        if not noisy:
+                samples[what].append((time.perf_counter() - t0) / n)
+        elapsed = time.perf_counter() - started
+        results = {what: _summary(np.asarray(samples[what]), inner[what], elapsed)
+                   for what in names}  # fmt: skip
+        worst = max(results.values(), key=lambda r: r.uncertainty).uncertainty
+        enough = len(samples[names[0]]) >= profile.repeats and elapsed >= profile.min_seconds
+        if enough and worst <= profile.precision:
             return results
-        for what in noisy:
-            spreads[what].append(results[what].spread)
-    worst = max(noisy, key=lambda what: len(spreads[what]))
+        if elapsed >= profile.max_seconds:
+            break
+    if worst <= profile.max_uncertainty:
+        return results
+    noisy = [w for w in names if results[w].uncertainty > profile.max_uncertainty]
     raise NoisyMeasurementError(
         f"latency of {', '.join(noisy[:3])}{' ...' if len(noisy) > 3 else ''} on "
-        f"'{profile.name}': timings too noisy to trust ((p75-p25)/median of {worst} = "
-        f"{', '.join(f'{s:.2f}' for s in spreads[worst])} over {profile.retries + 1} attempts, "
-        f"limit {profile.max_spread}); is something else running?"
+        f"'{profile.name}': after {elapsed:.0f} s the median is known only to "
+        f"+-{100 * worst:.1f}% (limit {100 * profile.max_uncertainty:g}%): the machine is too busy "
+        f"to time it; stop what else is running, or raise max_seconds / max_uncertainty in the "
+        f"device profile"
     )
+
+
+def _summary(times: np.ndarray, runs_per_sample: int, seconds: float) -> Latency:
+    p10, p25, median, p75, p90 = (
+        float(v) * 1e3 for v in np.percentile(times, [10, 25, 50, 75, 90])
+    )
+    lo, hi = median_interval(times)
+    return Latency(median, p10, p25, p75, p90, len(times), runs_per_sample, lo * 1e3, hi * 1e3,
+                   seconds)  # fmt: skip
 
 
 def median_of(values: list[float]) -> float:

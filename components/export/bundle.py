@@ -18,7 +18,7 @@ FORMAT = "edgelearn.bundle/1"
 SUMS = "SHA256SUMS"
 FP32_MODEL, INT8_MODEL = "model.onnx", "model.int8.onnx"
 LABELS, METADATA = "labels.json", "metadata.json"
-REQUIRED = (FP32_MODEL, INT8_MODEL, LABELS, METADATA)
+REQUIRED = (FP32_MODEL, LABELS, METADATA)  # model.int8.onnx only when int8 passed its gates
 
 
 class BundleError(EdgelearnError):
@@ -58,7 +58,18 @@ class Bundle:
     metadata: dict[str, Any]
     labels: list[str]
 
+    @property
+    def has_int8(self) -> bool:
+        return bool(self.metadata.get("models", {}).get("int8"))
+
     def model_path(self, int8: bool = False) -> Path:
+        if int8 and not self.has_int8:
+            why = "; ".join(self.metadata.get("quantization", {}).get("refused_because", []))
+            raise BundleError(
+                f"{self.directory}: this bundle has no int8 model"
+                + (f" (not shipped: {why})" if why else "")
+                + "; run the fp32 model (without --int8)"
+            )
         return self.directory / (INT8_MODEL if int8 else FP32_MODEL)
 
 
@@ -90,4 +101,7 @@ def open_bundle(directory: Path) -> Bundle:
         raise BundleError(f"{directory}: unreadable labels or metadata ({err})") from None
     if metadata.get("format") != FORMAT:
         raise BundleError(f"{directory / METADATA}: not an {FORMAT} bundle")
+    int8 = metadata.get("models", {}).get("int8")
+    if int8 and int8 not in sums:
+        raise BundleError(f"{directory / SUMS}: does not list {int8}; refusing the bundle")
     return Bundle(directory, metadata, list(labels))

@@ -79,6 +79,7 @@ def quantize_int8(
     method: Literal["minmax", "entropy", "percentile"] = "minmax",
     fmt: Literal["qdq", "qoperator"] = "qdq",
     per_channel: bool = True,
+    reduce_range: bool = True,
 ) -> dict[str, object]:
     """Write the int8 model to ``out``; returns what was done (for the bundle's metadata)."""
     with tempfile.TemporaryDirectory(prefix="edgelearn-quant-") as tmp:
@@ -99,6 +100,7 @@ def quantize_int8(
             weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude,
             calibrate_method=METHODS[method],
+            reduce_range=reduce_range,
             extra_options={"CalibTensorRangeSymmetric": False},
         )
     result = onnx.load(str(out))
@@ -114,4 +116,5 @@ def quantize_int8(
         "fp32_nodes": exclude,
         "activation_type": "int8",
         "weight_type": "int8",
+        "reduce_range": reduce_range,
     }

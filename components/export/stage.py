@@ -10,37 +10,47 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+import torch
 
-from components.config import Params
+from components.config import ExportParams, Params
 from components.data.labels import CLASSES
 from components.data.prepared import PreparedData, load_prepared
 from components.data.splits import CLIENT, SERVER, TEST, TRAIN
 from components.errors import EdgelearnError
 from components.export import bundle as bundle_files
 from components.export.frontend import ConvLogMelFrontend
+from components.export.gates import (
+    Int8Decision,
+    check_parity,
+    decide_int8,
+    refused,
+    require_int8,
+)
 from components.export.graph import INPUT_NAME, OUTPUT_NAMES, AudioClassifier, export_onnx
 from components.export.quantize import quantize_int8
 from components.export.verify import (
     Parity,
     accuracy_pct,
     audio_batches,
-    measure_torch,
     ort_scores,
     ort_session,
     parity,
     torch_scores,
 )
 from components.features import LogMelFrontend
-from components.io import atomic_dir, copy_atomic
-from components.latency import Latency, load_profile, measure
+from components.io import atomic_dir
+from components.latency import DeviceProfile, Latency, load_profile, session, time_interleaved
 from components.model.checkpoint import load_subnet_file
 from components.model.space import SearchSpace, count_macs
 from components.model.subnet import count_parameters
@@ -48,15 +58,11 @@ from components.model.subnet import count_parameters
 log = logging.getLogger(__name__)
 
 
-class ExportCheckError(EdgelearnError):
-    """An exported graph failed a check (parity or int8 accuracy); nothing was written."""
-
-
 @dataclass(frozen=True)
 class ExportResult:
     metrics: dict[str, float | int]
     fp32_path: Path
-    int8_path: Path
+    int8_path: Path | None  # None when the int8 model was not shipped
     bundle_dir: Path
     metadata: dict[str, Any]
     latency: dict[str, dict[str, float]]
@@ -78,7 +84,8 @@ def calibration_rows(data: PreparedData, clips: int, seed: int) -> np.ndarray:
 
 def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResult:
     """Export, verify, quantize, time and bundle; ``provenance`` (git commit, DVC hashes, the
-    MLflow run id) goes into the bundle's metadata as given."""
+    MLflow run id) goes into the bundle's metadata as given. ``paths.export`` is replaced whole
+    at the end, or not at all when a hard check fails."""
     started = time.monotonic()
     p = params.export
     out_dir = workdir / params.paths.export
@@ -97,9 +104,11 @@ def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResu
     shipped = AudioClassifier(ConvLogMelFrontend(params.features), net).eval()
     proto = export_onnx(shipped, params.features.clip_samples, p.opset)
 
-    with atomic_dir(out_dir / "bundle") as staging:
-        fp32 = staging / bundle_files.FP32_MODEL
-        int8 = staging / bundle_files.INT8_MODEL
+    with atomic_dir(out_dir) as staging:
+        bundle = staging / "bundle"
+        bundle.mkdir()
+        fp32 = bundle / bundle_files.FP32_MODEL
+        int8 = bundle / bundle_files.INT8_MODEL
         fp32.write_bytes(proto.SerializeToString())
 
         log.info("scoring %d test clips with PyTorch and ONNX Runtime", len(all_test))
@@ -109,83 +118,107 @@ def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResu
         check_parity(fp32_parity, p.parity_atol, p.parity_min_agreement_pct)
 
         cal = calibration_rows(data, p.calibration_clips, params.base.seed)
-        log.info("int8: calibrating on %d server training clips", len(cal))
-        quant = quantize_int8(
-            fp32,
-            int8,
-            list(audio_batches(data.audio, cal)),
-            method=p.calibration_method,
-            fmt=p.quant_format,
-            per_channel=p.per_channel,
-        )
-        int8_out = ort_scores(ort_session(str(int8)), audio_batches(data.audio, all_test))
-        check_int8(
-            accuracy_pct(fp32_out[0], labels), accuracy_pct(int8_out[0], labels),
-            p.int8_max_acc_drop,
-        )  # fmt: skip
-
+        quant, int8_out = try_int8(fp32, int8, data, cal, all_test, p)
         example = next(audio_batches(data.audio, all_test[:1]))
         log.info("timing PyTorch eager, ONNX fp32 and ONNX int8 on '%s'", profile.name)
-        latency = {
-            "torch": measure_torch(reference, example, profile),
-            "fp32": measure(str(fp32), {INPUT_NAME: example}, profile, what="ONNX fp32"),
-            "int8": measure(str(int8), {INPUT_NAME: example}, profile, what="ONNX int8"),
-        }
+        latency = measure_graphs(reference, fp32, int8 if int8_out is not None else None,
+                                 example, profile)  # fmt: skip
+        fp32_acc = accuracy_pct(fp32_out[0], labels)
+        if int8_out is None:
+            decision = refused(str(quant["refused"]))
+        else:
+            decision = decide_int8(fp32_acc, accuracy_pct(int8_out[0], labels),
+                                   latency["fp32"].median_ms, latency["int8"].median_ms,
+                                   p.int8_max_acc_drop, p.int8_min_speedup)  # fmt: skip
+        require_int8(decision, p.int8)
+        for reason in decision.reasons:
+            log.warning("int8 model not shipped: %s", reason)
+        int8_bytes = int8.stat().st_size if int8.exists() else 0
+        if not decision.shipped:
+            int8.unlink(missing_ok=True)
 
-        metrics = summarize(
-            rows, data, fp32_out, int8_out, torch_out, fp32_parity, latency,
-            fp32.stat().st_size, int8.stat().st_size, len(cal),
-        )  # fmt: skip
+        metrics = summarize(rows, data, fp32_out, int8_out, torch_out, fp32_parity, latency,
+                            fp32.stat().st_size, int8_bytes, len(cal), decision)  # fmt: skip
+        quant = {k: v for k, v in quant.items() if k != "refused"} | decision.to_dict()
         metadata = bundle_metadata(
             params, net.config, count_parameters(net), proto, quant, metrics, latency,
             {**provenance, "model_file": params.paths.final,
              "model_sha256": bundle_files.sha256_file(model_path),
              "prepared_data": params.paths.prepared},
         )  # fmt: skip
-        (staging / bundle_files.LABELS).write_text(json.dumps(list(CLASSES), indent=2) + "\n")
-        (staging / bundle_files.METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
-        bundle_files.write_sums(staging, list(bundle_files.REQUIRED))
+        (bundle / bundle_files.LABELS).write_text(json.dumps(list(CLASSES), indent=2) + "\n")
+        (bundle / bundle_files.METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+        models = [bundle_files.FP32_MODEL] + [bundle_files.INT8_MODEL] * decision.shipped
+        bundle_files.write_sums(bundle, [*models, bundle_files.LABELS, bundle_files.METADATA])
+        for name in models:  # the graphs also at the top of paths.export, as before
+            shutil.copyfile(bundle / name, staging / name)
 
-    bundle_dir = out_dir / "bundle"
-    for name in (bundle_files.FP32_MODEL, bundle_files.INT8_MODEL):
-        copy_atomic(bundle_dir / name, out_dir / name)
     metrics["export_seconds"] = round(time.monotonic() - started, 2)
     example_outputs = dict(zip(OUTPUT_NAMES, fp32_out[:, :1], strict=True))
     return ExportResult(
-        metrics, out_dir / bundle_files.FP32_MODEL, out_dir / bundle_files.INT8_MODEL,
-        bundle_dir, metadata, {k: v.to_dict() for k, v in latency.items()}, example,
+        metrics, out_dir / bundle_files.FP32_MODEL,
+        out_dir / bundle_files.INT8_MODEL if decision.shipped else None,
+        out_dir / "bundle", metadata, {k: v.to_dict() for k, v in latency.items()}, example,
         example_outputs,
     )  # fmt: skip
 
 
-def check_parity(result: Parity, atol: float, min_agreement_pct: float) -> None:
-    if result.max_abs_diff > atol or result.label_agreement_pct < min_agreement_pct:
-        raise ExportCheckError(
-            f"ONNX Runtime and PyTorch disagree on {result.clips} test clips: max |difference| of "
-            f"the scores {result.max_abs_diff:.3g} (export.parity_atol {atol:g}), same label on "
-            f"{result.label_agreement_pct:.2f}% (export.parity_min_agreement_pct "
-            f"{min_agreement_pct:g}); the graph was not written"
-        )
+def try_int8(
+    fp32: Path, int8: Path, data: PreparedData, cal: np.ndarray, test: np.ndarray, p: ExportParams
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Quantize and score the int8 model; ``(record, None)`` with ``record["refused"]`` saying
+    why when int8 is off or ONNX Runtime cannot quantize this graph."""
+    if p.int8 == "off":
+        return {"refused": "export.int8 is 'off'"}, None
+    log.info("int8: calibrating on %d server training clips", len(cal))
+    try:
+        quant = quantize_int8(
+            fp32, int8, list(audio_batches(data.audio, cal)), method=p.calibration_method,
+            fmt=p.quant_format, per_channel=p.per_channel, reduce_range=p.reduce_range,
+        )  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - ORT's quantizer raises many types; fp32 still ships
+        log.warning("int8 quantization failed", exc_info=True)
+        int8.unlink(missing_ok=True)
+        return {"refused": f"ONNX Runtime could not quantize the graph ({err})"}, None
+    return quant, ort_scores(ort_session(str(int8)), audio_batches(data.audio, test))
 
 
-def check_int8(fp32_acc: float, int8_acc: float, max_drop: float) -> None:
-    if fp32_acc - int8_acc > max_drop:
-        raise ExportCheckError(
-            f"int8 test accuracy {int8_acc:.2f}% is {fp32_acc - int8_acc:.2f} points below fp32 "
-            f"({fp32_acc:.2f}%), more than export.int8_max_acc_drop = {max_drop:g}; try another "
-            "export.calibration_method or more export.calibration_clips"
-        )
+def measure_graphs(
+    reference: AudioClassifier, fp32: Path, int8: Path | None, example: np.ndarray,
+    profile: DeviceProfile,
+) -> dict[str, Latency]:  # fmt: skip
+    """PyTorch eager, ONNX fp32 and (when there is one) ONNX int8 at batch 1, interleaved, so the
+    int8-versus-fp32 comparison is made under the same machine conditions."""
+    x = torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32))
+    runs: dict[str, Callable[[], object]] = {"torch": lambda: reference(x)}
+    for name, path in (("fp32", fp32), ("int8", int8)):
+        if path is not None:
+            runs[name] = partial(session(path, profile).run, None, {INPUT_NAME: example})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(profile.threads)
+    try:
+        with torch.inference_mode():
+            return time_interleaved(runs, profile)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def summarize(
-    rows: dict[str, np.ndarray], data: PreparedData, fp32_out: np.ndarray, int8_out: np.ndarray,
-    torch_out: np.ndarray, fp32_parity: Parity, latency: dict[str, Latency], onnx_bytes: int,
-    int8_bytes: int, calibration_clips: int,
+    rows: dict[str, np.ndarray], data: PreparedData, fp32_out: np.ndarray,
+    int8_out: np.ndarray | None, torch_out: np.ndarray, fp32_parity: Parity,
+    latency: dict[str, Latency], onnx_bytes: int, int8_bytes: int, calibration_clips: int,
+    decision: Int8Decision,
 ) -> dict[str, float | int]:  # fmt: skip
-    """metrics/export.json: ARCHITECTURE.md's keys, then per-pool accuracies and diagnostics."""
+    """metrics/export.json: ARCHITECTURE.md's keys, then per-pool accuracies and diagnostics.
+    The int8 figures are those of the int8 model that was built and measured, shipped or not
+    (``int8_shipped``); NaN when none was built."""
     labels = data.labels[np.concatenate(list(rows.values()))]
     n_server = len(rows[SERVER])
+    nan = float("nan")
+    if int8_out is None:
+        int8_out = np.full_like(fp32_out, nan)
     int8_vs_fp32 = 100.0 * float((int8_out[0].argmax(1) == fp32_out[0].argmax(1)).mean())
+    int8_ms = latency["int8"].median_ms if "int8" in latency else nan
     metrics: dict[str, float | int] = {
         "onnx_bytes": onnx_bytes,
         "int8_bytes": int8_bytes,
@@ -193,7 +226,7 @@ def summarize(
         "fp32_test_acc": round(accuracy_pct(fp32_out[0], labels), 3),
         "int8_test_acc": round(accuracy_pct(int8_out[0], labels), 3),
         "fp32_latency_ms": round(latency["fp32"].median_ms, 4),
-        "int8_latency_ms": round(latency["int8"].median_ms, 4),
+        "int8_latency_ms": round(int8_ms, 4),
         "torch_latency_ms": round(latency["torch"].median_ms, 4),
         "parity_label_agreement_pct": round(fp32_parity.label_agreement_pct, 3),
         "parity_logits_max_abs_diff": fp32_parity.logits_max_abs_diff,
@@ -202,6 +235,8 @@ def summarize(
         "int8_label_agreement_pct": round(int8_vs_fp32, 3),
         "test_clips": len(labels),
         "calibration_clips": calibration_clips,
+        "int8_shipped": int(decision.shipped),
+        "int8_speedup": round(latency["fp32"].median_ms / int8_ms, 3),
     }
     for name, sl in ((SERVER, slice(0, n_server)), (CLIENT, slice(n_server, None))):
         metrics[f"fp32_{name}_test_acc"] = round(accuracy_pct(fp32_out[0][sl], labels[sl]), 3)
@@ -239,7 +274,10 @@ def bundle_metadata(
             },
         ],  # fmt: skip
         "labels": bundle_files.LABELS,
-        "models": {"fp32": bundle_files.FP32_MODEL, "int8": bundle_files.INT8_MODEL},
+        "models": {
+            "fp32": bundle_files.FP32_MODEL,
+            "int8": bundle_files.INT8_MODEL if quantization["shipped"] else None,
+        },
         "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
         "ir_version": proto.ir_version,
         "frontend": {"kind": "log-mel, in the graph", **f.model_dump()},

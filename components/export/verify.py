@@ -75,7 +75,7 @@ def measure_torch(
 ) -> Latency:
     """Batch-1 latency of a torch module in eager mode, timed like ``components.latency.measure``
     times ONNX Runtime: the profile's threads, warm-up, samples of at least ``min_sample_ms``,
-    repeats, spread limit and retries."""
+    and sampling until the median is known to the profile's precision."""
     x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
     previous = torch.get_num_threads()
     torch.set_num_threads(profile.threads)

@@ -27,7 +27,7 @@ class LatencyMeasurer(Protocol):
         phase: str = "", progress: Progress = no_progress,
     ) -> list[float]:  # fmt: skip
         """Whole-network latencies (ms) mapped onto ``lut``'s conditions; ``quick``: fewer
-        samples and a looser noise limit (figures for a plot)."""
+        samples and a looser precision (figures for a plot)."""
         ...
 
     def table_with(self, archs: Sequence[Sequence[int]]) -> tuple[LatencyTable, list[Latency]]:
@@ -41,10 +41,13 @@ class OnnxRuntimeMeasurer:
     def __init__(self, net: SuperNet, profile: DeviceProfile, width_stride: int,
                  quick_repeats: int) -> None:  # fmt: skip
         self.net, self.profile, self.width_stride = net, profile, width_stride
-        # for the plot only: fewer samples and a looser noise limit than the careful checks
-        self.quick = profile.model_copy(
-            update={"repeats": quick_repeats, "max_spread": max(profile.max_spread, 0.5)}
-        )
+        # for the plot only: fewer samples and a looser precision than the careful checks
+        self.quick = profile.model_copy(update={
+            "repeats": quick_repeats, "min_seconds": 0.0,
+            "precision": max(profile.precision, 0.03),
+            "max_uncertainty": max(profile.max_uncertainty, 0.1),
+            "max_seconds": min(profile.max_seconds, 30.0),
+        })  # fmt: skip
 
     def table(self, progress: Progress = no_progress) -> LatencyTable:
         return build_table(

@@ -23,8 +23,9 @@ threads: 1
 warmup: 3
 repeats: 20
 min_sample_ms: 0.0
-max_spread: 100.0
-retries: 0
+precision: 0.5
+max_seconds: 5.0
+max_uncertainty: 0.9
 budget: {fraction: 0.5}
 """
 
@@ -57,13 +58,30 @@ def trained(corpus):
     return net
 
 
-@pytest.fixture(scope="session")
-def exported(corpus, trained) -> Exported:
-    """The export stage run once, for real, on the small corpus."""
-    workdir, _, manifest, _ = corpus
+def export_once(workdir: Path, trained: SubNetwork, manifest: object, **export: object) -> Exported:
     (workdir / "quick.yaml").write_text(QUICK_PROFILE)
     params = params_from_dict(
-        {"search": {"profile": str(workdir / "quick.yaml")}, "export": {"calibration_clips": 200}}
-    )
+        {"search": {"profile": str(workdir / "quick.yaml")},
+         "export": {"calibration_clips": 200, **export}}
+    )  # fmt: skip
     result = stage.run(params, workdir, {"git_commit": "test", "mlflow_run_id": "none"})
     return Exported(workdir, params, result, trained, manifest)
+
+
+@pytest.fixture(scope="session")
+def exported(corpus, trained) -> Exported:
+    """The export stage run once, for real, on the small corpus, with the int8 gates open (the
+    int8 model ships whatever this CPU makes of it: the gates have tests of their own)."""
+    workdir, _, manifest, _ = corpus
+    return export_once(workdir, trained, manifest, int8_max_acc_drop=100.0, int8_min_speedup=0.0)
+
+
+@pytest.fixture(scope="session")
+def fp32_only(corpus, trained, tmp_path_factory) -> Exported:
+    """The export stage with an int8 speed gate no model can pass (1000x faster than fp32): the
+    int8 model is built, measured and refused, and the bundle ships fp32 alone."""
+    workdir, _, manifest, _ = corpus
+    copy = tmp_path_factory.mktemp("export-fp32-only")
+    for rel in ("data/prepared", "models"):
+        shutil.copytree(workdir / rel, copy / rel)
+    return export_once(copy, trained, manifest, int8_min_speedup=1000.0)

@@ -19,7 +19,7 @@ def test_bundle_holds_models_labels_metadata_and_sums(exported):
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
         ["model.onnx", "model.int8.onnx", "labels.json", "metadata.json", SUMS]
     )
-    # The stage's own outs are the same files as the bundle's.
+    # The graphs at the top of export/ are the same files as the bundle's.
     for name in ("model.onnx", "model.int8.onnx"):
         assert (exported.workdir / "export" / name).read_bytes() == (bundle / name).read_bytes()
     # Standard tools verify it too.

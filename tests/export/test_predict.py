@@ -39,14 +39,31 @@ def run(paths, bundle, int8=False) -> tuple[int, list[list[str]], str]:
     return code, [line.split("\t") for line in out.getvalue().splitlines()], err.getvalue()
 
 
+# int8 arithmetic differs between CPUs (rounding, saturation without VNNI), and the fixture's
+# int8 model ships whatever its accuracy: it must label most, not all, clear keywords right.
+INT8_MIN_RIGHT = 8
+
+
+def right(labels: list[str]) -> int:
+    return sum(a == b for a, b in zip(labels, KEYWORDS, strict=True))
+
+
 def test_keywords_get_their_labels_with_fp32_and_int8(exported, spoken):
     files = [spoken / f"{w}.wav" for w in KEYWORDS]
     for int8 in (False, True):
         code, rows, err = run(files, exported.result.bundle_dir, int8)
         assert code == 0, err
-        assert [r[1] for r in rows] == list(KEYWORDS)
+        labels = [r[1] for r in rows]
+        assert right(labels) >= (INT8_MIN_RIGHT if int8 else len(KEYWORDS)), labels
         assert all(0.0 < float(r[2]) <= 1.0 for r in rows)
         assert "padded" in err  # trimmed words are shorter than the 1 s clip
+
+
+def test_int8_flag_on_a_bundle_without_int8_says_why(fp32_only, spoken):
+    with pytest.raises(BundleError, match=r"no int8 model \(not shipped: .*\); run the fp32"):
+        run([spoken / "yes.wav"], fp32_only.result.bundle_dir, int8=True)
+    code, rows, _ = run([spoken / "yes.wav"], fp32_only.result.bundle_dir)
+    assert code == 0 and rows[0][1] == "yes"
 
 
 def stereo_44k(src, dst) -> None:
@@ -130,7 +147,7 @@ def test_cli_in_a_process_that_cannot_import_torch(exported, spoken, tmp_path):
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         labels = [line.split("\t")[1] for line in proc.stdout.splitlines()]
-        assert labels == list(KEYWORDS), proc.stdout
+        assert right(labels) >= (INT8_MIN_RIGHT if extra else len(KEYWORDS)), proc.stdout
 
     tampered = shutil.copytree(bundle, tmp_path / "tampered")
     (tampered / "model.onnx").write_bytes((tampered / "model.onnx").read_bytes() + b"\0")

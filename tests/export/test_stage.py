@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 
 from components.config import params_from_dict
 from components.errors import EdgelearnError
 from components.export import stage
+from components.export.bundle import SUMS, BundleError, open_bundle
+from components.export.gates import ExportCheckError
 from components.model.checkpoint import save_subnet
 from tests.export import kws
 
@@ -25,7 +30,50 @@ def test_missing_prepared_data_is_one_clear_error(tmp_path):
     assert not (tmp_path / "export").exists()
 
 
-def test_int8_gate_message_names_the_drop_and_the_knob():
-    stage.check_int8(90.0, 89.5, 1.0)
-    with pytest.raises(stage.ExportCheckError, match=r"int8 test accuracy 87\.00% is 3\.00 points"):
-        stage.check_int8(90.0, 87.0, 1.0)
+@pytest.mark.slow
+def test_a_refused_int8_ships_a_usable_fp32_bundle_and_says_why(fp32_only):
+    m, result = fp32_only.result.metrics, fp32_only.result
+    assert m["int8_shipped"] == 0 and result.int8_path is None
+    assert m["int8_bytes"] > 0 and math.isfinite(m["int8_latency_ms"])  # built and measured
+    out = fp32_only.workdir / "export"
+    assert sorted(p.name for p in out.iterdir()) == ["bundle", "model.onnx"]
+    assert sorted(p.name for p in result.bundle_dir.iterdir()) == sorted(
+        ["model.onnx", "labels.json", "metadata.json", SUMS]
+    )
+    quant = json.loads((result.bundle_dir / "metadata.json").read_text())["quantization"]
+    assert quant["shipped"] is False
+    assert "below export.int8_min_speedup = 1000" in quant["refused_because"][0]
+    bundle = open_bundle(result.bundle_dir)
+    assert not bundle.has_int8
+    with pytest.raises(BundleError, match=r"no int8 model \(not shipped: int8 runs at .*--int8"):
+        bundle.model_path(int8=True)
+
+
+@pytest.mark.slow
+def test_required_int8_that_is_refused_stops_the_stage_and_keeps_the_old_export(fp32_only):
+    work = fp32_only.workdir
+    before = {p.relative_to(work): p.read_bytes() for p in (work / "export").rglob("*")
+              if p.is_file()}  # fmt: skip
+    params = fp32_only.params.model_copy(
+        update={"export": fp32_only.params.export.model_copy(update={"int8": "required"})}
+    )
+    with pytest.raises(ExportCheckError, match="export.int8 is 'required' but the int8 model"):
+        stage.run(params, work, {})
+    after = {p.relative_to(work): p.read_bytes() for p in (work / "export").rglob("*")
+             if p.is_file()}  # fmt: skip
+    assert after == before
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".export")) == []
+
+
+@pytest.mark.slow
+def test_int8_off_never_quantizes(fp32_only, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("quantize_int8 must not run with export.int8: off")
+
+    monkeypatch.setattr(stage, "quantize_int8", fail)
+    params = fp32_only.params.model_copy(
+        update={"export": fp32_only.params.export.model_copy(update={"int8": "off"})}
+    )
+    result = stage.run(params, fp32_only.workdir, {})
+    assert result.metrics["int8_shipped"] == 0 and result.metrics["int8_bytes"] == 0
+    assert result.metadata["quantization"]["refused_because"] == ["export.int8 is 'off'"]

@@ -15,6 +15,7 @@ from components.latency import (
     DeviceProfile,
     Latency,
     NoisyMeasurementError,
+    median_interval,
     load_profile,
     measure,
     onnx_bytes,
@@ -33,7 +34,8 @@ from components.search.lut import (
 
 SPACE = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
                     stages=(StageSpec(16, 2, 1), StageSpec(16, 1, 2)))  # fmt: skip
-QUICK = DeviceProfile(name="test", warmup=2, repeats=10, min_sample_ms=0.2, max_spread=10.0)
+QUICK = DeviceProfile(name="test", warmup=2, repeats=10, min_sample_ms=0.2, precision=0.5,
+                      max_seconds=5.0, max_uncertainty=0.9)  # fmt: skip
 
 
 def test_grid_and_interpolation() -> None:
@@ -55,7 +57,7 @@ def fake_measurer(costs: dict[int, float], base: float):  # noqa: ANN201
             widths = json.loads(what.removeprefix("widths "))
             seen.append(model)
             ms = base + sum(costs[i] * w for i, w in enumerate(widths))
-            out[what] = Latency(ms, ms, ms, ms, ms, profile.repeats, 1, 1)
+            out[what] = Latency(ms, ms, ms, ms, ms, profile.repeats, 1, ms, ms, 0.0)
         return out
 
     return measurer, seen
@@ -131,10 +133,32 @@ def test_measure_times_a_real_model_and_refuses_noise() -> None:
     feed = {"input": example.numpy()}
     result = measure(blob, feed, QUICK)
     assert 0 < result.p10_ms <= result.median_ms <= result.p90_ms < 50
-    assert result.runs_per_sample >= 1 and result.attempts == 1
-    strict = QUICK.model_copy(update={"max_spread": 1e-12, "retries": 1})
-    with pytest.raises(NoisyMeasurementError, match="too noisy.*2 attempts"):
+    assert result.runs_per_sample >= 1
+    assert result.ci_low_ms <= result.median_ms <= result.ci_high_ms
+    strict = QUICK.model_copy(
+        update={"precision": 1e-9, "max_uncertainty": 1e-9, "max_seconds": 0.05}
+    )
+    with pytest.raises(NoisyMeasurementError, match=r"tiny on 'test': after 0 s the median is"):
         measure(blob, feed, strict, what="tiny")
+
+
+def test_median_interval_is_the_binomial_order_statistics() -> None:
+    # n = 100: ranks 50 -+ 1.96 * 10 / 2 = 40.2 .. 59.8 -> order statistics 40 and 60 (0-based)
+    samples = np.arange(100, dtype=float)[::-1]
+    assert median_interval(samples) == (40.0, 60.0)
+    assert median_interval(np.full(7, 3.0)) == (3.0, 3.0)
+
+
+def test_sampling_stops_at_the_precision_or_after_max_seconds() -> None:
+    x = torch.zeros(1, 16)
+    blob = onnx_bytes(torch.nn.Linear(16, 16), (x,))
+    feed = {"input": x.numpy()}
+    loose = QUICK.model_copy(update={"repeats": 10, "min_sample_ms": 0.0})
+    assert measure(blob, feed, loose).repeats == 10  # the first block was precise enough
+    tight = loose.model_copy(update={"precision": 1e-9, "max_seconds": 0.3})
+    result = measure(blob, feed, tight)  # never that precise: accepted at max_uncertainty
+    assert result.repeats > 10 and result.seconds >= 0.3
+    assert result.uncertainty <= tight.max_uncertainty
 
 
 def test_interleaved_timing_alternates_models_and_spans_min_seconds() -> None:
@@ -154,7 +178,9 @@ def test_interleaved_timing_alternates_models_and_spans_min_seconds() -> None:
     timed = calls[-2 * result["a"].repeats * 2 :]  # each sample: one untimed run + one timed
     assert timed.count("a") == timed.count("b")
     assert max(len(list(g)) for _, g in itertools.groupby(timed)) <= 4  # never long runs of one
-    strict = profile.model_copy(update={"max_spread": 1e-12, "retries": 0})
+    strict = profile.model_copy(
+        update={"precision": 1e-9, "max_uncertainty": 1e-9, "max_seconds": 0.06}
+    )
     with pytest.raises(NoisyMeasurementError, match="latency of a, b on 'test'"):
         time_interleaved({"a": run("a", 10), "b": run("b", 2000)}, strict)
 
