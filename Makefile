@@ -32,8 +32,18 @@ test: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
+# The benchmarks that take no arguments, one after the other: python -m bench.NAME, each writing
+# bench/results/NAME.json. They read the pipeline's outputs (make run first) and train networks.
+# The sweeps take their settings as arguments and are run by hand (python -m bench lists all):
+#   .venv/bin/python -m bench.supernet_sweep '{"full_fraction": 0.5}' '{"epochs": 40}'
+#   .venv/bin/python -m bench.federated_sweep --from-supernet 32,16,32,64,32,64 --seeds 1234,1,2
+#       '{"pvt.strategy": "all", "omc.enabled": false}' '{"omc.enabled": false}'   (one command)
+BENCHES := supernet search export federated
+
 bench: install
-	@for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+	@for b in $(BENCHES); do \
+		echo "== python -m bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; \
+	done
 
 clean-smoke:
 	rm -rf .edgelearn/smoke

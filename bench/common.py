@@ -1,7 +1,8 @@
-"""Helpers shared by the benchmark scripts: quiet logs, table printing, JSON results."""
+"""Helpers shared by the benchmarks: argument parsing, quiet logs, table printing, JSON results."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import platform
@@ -12,6 +13,15 @@ from typing import Any
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def arguments(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """The parser of ``python -m <module>``: its docstring, usage lines included, is the help."""
+    return argparse.ArgumentParser(
+        prog=f"python -m {module}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def quiet() -> None:
@@ -45,5 +55,5 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 def save(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2))
+    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return path

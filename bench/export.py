@@ -4,43 +4,35 @@ Runs the export stage's own code on the trained model and prepared data into a s
 (the stage's outputs under export/ are left alone), then exports the naive graph too (the training
 frontend's torch.stft as ONNX's STFT operator) to show why the shipped frontend differs.
 
-    python bench/export.py [--params params.yaml] [--profile cpu-1thread] [--model PATH]
+    python -m bench.export [--params params.yaml] [--profile cpu-1thread] [--model PATH]
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import quiet, save, table  # noqa: E402
-from components.config import load_params  # noqa: E402
-from components.data.prepared import load_prepared  # noqa: E402
-from components.export import stage  # noqa: E402
-from components.export.graph import AudioClassifier, export_onnx  # noqa: E402
-from components.export.verify import (  # noqa: E402
-    audio_batches,
-    ort_scores,
-    ort_session,
-    parity,
-    torch_scores,
-)
-from components.features import LogMelFrontend  # noqa: E402
-from components.latency import load_profile, measure  # noqa: E402
-from components.model.checkpoint import load_subnet  # noqa: E402
-from flows.tracking import git_commit  # noqa: E402
+from bench.common import arguments, quiet, save, table
+from components.config import Params, load_params
+from components.data.prepared import load_prepared
+from components.export import stage
+from components.export.graph import AudioClassifier, export_onnx
+from components.export.verify import audio_batches, ort_scores, ort_session, parity, torch_scores
+from components.features import LogMelFrontend
+from components.latency import DeviceProfile, load_profile, measure
+from components.model.checkpoint import load_subnet
+from flows.tracking import git_commit
 
 
-def kb(n: int) -> str:
+def kb(n: float) -> str:
     return f"{n / 1024:.1f} KiB"
 
 
-def naive_stft_graph(params, workdir: Path, out: Path, profile) -> dict[str, float]:  # noqa: ANN001
+def naive_stft_graph(
+    params: Params, workdir: Path, out: Path, profile: DeviceProfile
+) -> dict[str, float]:
     """The training module exported as is: torch.stft -> ONNX STFT."""
     net = load_subnet(workdir / params.paths.final)
     model = AudioClassifier(LogMelFrontend(params.features), net).eval()
@@ -58,7 +50,7 @@ def naive_stft_graph(params, workdir: Path, out: Path, profile) -> dict[str, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments("bench.export", __doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--profile", default=None, help="device profile (default: search.profile)")
     parser.add_argument("--model", default=None, help="sub-network file (default: paths.final)")
@@ -77,6 +69,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgelearn-bench-export-") as tmp:
         work = Path(tmp)
         for rel in (params.paths.prepared, params.paths.final):
+            if Path(rel).is_absolute():  # read in place (work / rel is rel itself)
+                continue
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             (work / rel).symlink_to((root / rel).resolve())
         print(f"exporting {params.paths.final} (profile {params.search.profile}) ...", flush=True)

@@ -6,34 +6,27 @@ server-test accuracy after, upload bytes per client per round and the reduction 
 measured client peak training memory (PyTorch memory profiler) and its reduction, parameter
 memory, rounds per minute. Then OMC's bit-width curve and the effect of the number of Ray workers.
 
-    python bench/federated.py [--params params.yaml] [--rounds N] [--only PVT ...]
-        [--init models/searched.pt | --from-supernet 32,16,32,64,32,64]
+    python -m bench.federated [--params params.yaml] [--rounds N] [--only PVT ...]
+        [--init PATH | --from-supernet 32,16,32,64,32,64]
 
-``--from-supernet`` starts from that sub-network of ``models/supernet.ckpt`` (batch-norm
+``--from-supernet`` starts from that sub-network of ``paths.supernet`` (batch-norm
 recalibrated on server training clips) instead of ``paths.searched``.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import quiet, save, table  # noqa: E402
-from components.config import Params, load_params  # noqa: E402
-from components.federated import stage  # noqa: E402
-from components.model.checkpoint import (
-    load_supernet,  # noqa: E402
-    save_subnet,  # noqa: E402
-)
-from components.model.evaluate import recalibrate_batch_norm  # noqa: E402
-from components.model.subnet import extract_subnet  # noqa: E402
-from components.training.data import load_server_data  # noqa: E402
+from bench.common import arguments, quiet, save, table
+from components.config import Params, load_params
+from components.federated import stage
+from components.model.checkpoint import load_supernet, save_subnet
+from components.model.evaluate import recalibrate_batch_norm
+from components.model.subnet import extract_subnet
+from components.training.data import load_server_data
 
 
 def variant(params: Params, out: Path, **changes: Any) -> Params:
@@ -53,7 +46,8 @@ def start_from_supernet(params: Params, widths: list[int], path: Path) -> Path:
     data = load_server_data(Path(params.paths.prepared))
     batches = data.calibration_batches(params.supernet.recalibration_batches, 128, params.base.seed)
     net = extract_subnet(load_supernet(Path(params.paths.supernet)), widths)
-    save_subnet(path, recalibrate_batch_norm(net, batches), {"widths": widths})
+    recalibrate_batch_norm(net, batches)
+    save_subnet(path, net, {"widths": widths})
     return path
 
 
@@ -67,7 +61,7 @@ def start_model(params: Params, from_supernet: str | None, init: str | None, tmp
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments("bench.federated", __doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--init", default=None, help="override paths.searched (the start model)")
     parser.add_argument("--from-supernet", default=None, help="widths, e.g. 32,16,32,64,32,64")
@@ -87,7 +81,7 @@ def main() -> None:
     more, longer = {"clients_per_round": 4 * n}, {"local_steps": 2 * d.local_steps}
     most, steps = {"clients_per_round": 12 * n}, f"{2 * d.local_steps} local steps"
     longest = {"local_steps": 4 * d.local_steps}
-    rows_spec = [
+    rows_spec: list[tuple[str, dict[str, Any]]] = [
         ("FedAvg (all variables, fp32)", fedavg),
         ("PVT", pvt),
         (f"PVT, {4 * n} clients/round, {steps}", {**pvt, **more, **longer}),

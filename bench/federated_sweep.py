@@ -1,35 +1,31 @@
 """Federated fine-tuning sweep: accuracy and upload per setting, from one start model.
 
 Each argument is a JSON object of `finetune` overrides (dotted keys reach the sub-sections, as in
-bench/federated.py); each runs the real finetune stage (Flower simulation, same rounds) once per
+bench.federated); each runs the real finetune stage (Flower simulation, same rounds) once per
 seed in ``--seeds`` and prints client-test accuracy before/after, server-test accuracy, upload
 bytes per client per round and rounds per minute; with several seeds, accuracies are the mean and
 the spread (min–max) over seeds. The seed (``base.seed``) drives client sampling, PVT's variable
 selection and the clients' batch order; the start model is the same for every seed. This is how
 the PVT defaults (fraction, clients, local steps, server optimizer) in params.yaml were chosen.
 
-    python bench/federated_sweep.py --from-supernet 32,16,32,64,32,64 --seeds 1234,1,2 \\
+    python -m bench.federated_sweep --from-supernet 32,16,32,64,32,64 --seeds 1234,1,2 \\
         '{"pvt.strategy": "all", "omc.enabled": false}' \\
         '{"omc.enabled": false, "clients_per_round": 40, "local_steps": 20}'
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import quiet, save, table  # noqa: E402
-from bench.federated import start_model, variant  # noqa: E402
-from components.config import Params, load_params  # noqa: E402
-from components.federated import stage  # noqa: E402
+from bench.common import arguments, quiet, save, table
+from bench.federated import start_model, variant
+from components.config import Params, load_params
+from components.federated import stage
 
 
 def with_seed(params: Params, seed: int) -> Params:
@@ -46,7 +42,7 @@ def spread(values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments("bench.federated_sweep", __doc__)
     parser.add_argument("overrides", nargs="+", help="JSON objects of finetune overrides")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--init", default=None, help="override paths.searched (the start model)")
@@ -65,7 +61,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-federated-sweep-") as tmp:
         top = start_model(params, args.from_supernet, args.init, Path(tmp))
         for text, changes in zip(args.overrides, changes_list, strict=True):
-            runs = []
+            runs: list[dict[str, Any]] = []
             for seed in seeds:
                 p = variant(with_seed(params, seed), Path(tmp) / "final.pt", **top, **changes)
                 start = time.perf_counter()

@@ -3,28 +3,24 @@ baselines at half the full network's measured latency, all in this one run.
 
 Trains the super-network with the stage's parameters (unless --reuse-supernet), runs the search
 stage with NetAdapt v1 switched on, and prints the latency, accuracy and search-time tables.
+The Pareto plot goes to bench/results/search_pareto.png; the stage's outputs (paths.search,
+paths.searched) are left alone.
 
-    python bench/search.py [--params params.yaml] [--reuse-supernet] [--profile cpu-1thread]
+    python -m bench.search [--params params.yaml] [--reuse-supernet] [--profile cpu-1thread]
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from components.search.figures import pareto_figure  # noqa: E402
-
-from bench.common import quiet, save, table  # noqa: E402
-from components.config import load_params  # noqa: E402
-from components.search import stage as search_stage  # noqa: E402
-from components.supernet import stage as supernet_stage  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench.common import RESULTS, arguments, quiet, save, table
+from components.config import load_params
+from components.search import stage as search_stage
+from components.search.figures import pareto_figure
+from components.supernet import stage as supernet_stage
 
 
 def us(ms: float) -> str:
@@ -36,11 +32,12 @@ def pct(x: float | None) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments("bench.search", __doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--profile", default=None, help="device profile (default: params)")
     parser.add_argument("--reuse-supernet", action="store_true",
-                        help="use models/supernet.ckpt and its recorded training time")  # fmt: skip
+                        help="use paths.supernet (models/supernet.ckpt) and its recorded "
+                             "training time")  # fmt: skip
     args = parser.parse_args()
     quiet()
     params = load_params(args.params)
@@ -48,24 +45,30 @@ def main() -> None:
     if args.profile:
         update["profile"] = args.profile
     params = params.model_copy(update={"search": params.search.model_copy(update=update)})
+    root = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         work = Path(tmp)
-        (work / params.paths.prepared).parent.mkdir(parents=True)
-        (work / params.paths.prepared).symlink_to(ROOT / params.paths.prepared)
-        (work / "models").mkdir()
+        inputs = [params.paths.prepared, params.search.lut_import]
         if args.reuse_supernet:
-            (work / params.paths.supernet).symlink_to(ROOT / params.paths.supernet)
-        else:
+            inputs.append(params.paths.supernet)
+        for rel in inputs:  # the stage reads workdir / rel: link the workspace's files there
+            if rel is None or Path(rel).is_absolute():
+                continue
+            (work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / rel).symlink_to((root / rel).resolve())
+        if not args.reuse_supernet:
             print(f"training the super-network ({params.supernet.epochs} epochs) ...", flush=True)
             supernet_stage.run(params, work)
 
-        def progress(what: str, done: int, total: int, figures: object = None) -> None:
-            if total and done == total or not total:
-                print(f"  {what}: {done}" + (f"/{total}" if total else ""), flush=True)
+        def progress(
+            phase: str, done: int, total: int, figures: Mapping[str, float] | None = None
+        ) -> None:
+            if not total or done == total:
+                print(f"  {phase}: {done}" + (f"/{total}" if total else ""), flush=True)
 
         print("searching (latency table, MCD, baselines, NetAdapt v1, training) ...", flush=True)
         result = search_stage.run(params, work, progress=progress)
-        pareto = ROOT / "bench" / "results" / "search_pareto.png"
+        pareto = RESULTS / "search_pareto.png"
         pareto.parent.mkdir(parents=True, exist_ok=True)
         pareto_figure(result).savefig(pareto, dpi=110)
 
@@ -107,7 +110,7 @@ def main() -> None:
                  ["v1 / v2 (x)", f"{v1 / v2:.2f}"]]  # fmt: skip
     print()
     print(table(["search time (s), to the same budget", "value"], rows))
-    trained = {k: v for k, v in result.trained.items()}
+    trained = dict(result.trained.items())
     if "uniform" in trained and "mcd" in trained:
         gain = trained["mcd"].val_acc - trained["uniform"].val_acc
         print(f"\nsearched - uniform after equal training: {gain:+.2f} points val, "

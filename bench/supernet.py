@@ -3,37 +3,35 @@
 Trains the super-network with the stage's own parameters, then trains 8 of its sub-networks
 (smallest to largest) from scratch with the same recipe and epochs, all in this one run.
 
-    python bench/supernet.py [--params params.yaml] [--epochs N]
+    python -m bench.supernet [--params params.yaml] [--epochs N]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import quiet, save, table  # noqa: E402
-from components.config import load_params  # noqa: E402
-from components.data.labels import CLASSES  # noqa: E402
-from components.model.evaluate import accuracy, recalibrate_batch_norm  # noqa: E402
+from bench.common import arguments, quiet, save, table
+from components.config import load_params
+from components.data.labels import CLASSES
+from components.model.evaluate import accuracy, recalibrate_batch_norm
 from components.model.space import (
-    count_macs,  # noqa: E402
+    SearchSpace,
+    count_macs,
     random_architectures,
     space_from_params,
 )
-from components.model.subnet import SubNetwork, count_parameters, extract_subnet  # noqa: E402
-from components.model.supernet import SuperNet  # noqa: E402
-from components.training.data import load_server_data  # noqa: E402
-from components.training.trainer import fit  # noqa: E402
+from components.model.subnet import SubNetwork, count_parameters, extract_subnet
+from components.model.supernet import SuperNet
+from components.training.data import load_server_data
+from components.training.trainer import fit
 
 
-def spread_architectures(space, n: int, seed: int) -> list[list[int]]:  # noqa: ANN001
+def spread_architectures(space: SearchSpace, n: int, seed: int) -> list[list[int]]:
     """The smallest, the largest, and random sub-networks at evenly spaced MAC quantiles."""
     pool = sorted(random_architectures(space, 400, seed), key=lambda w: count_macs(space, w))
     picks = [pool[round(q * (len(pool) - 1))] for q in np.linspace(0, 1, n)[1:-1]]
@@ -41,7 +39,7 @@ def spread_architectures(space, n: int, seed: int) -> list[list[int]]:  # noqa: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments("bench.supernet", __doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--epochs", type=int, default=None, help="override supernet.epochs")
     args = parser.parse_args()
@@ -62,7 +60,8 @@ def main() -> None:
     super_fit = fit(net, p, data, seed)
     calibration = super_fit.module.calibration
 
-    rows, records = [], []
+    rows: list[list[str]] = []
+    records: list[dict[str, Any]] = []
     for i, widths in enumerate(spread_architectures(space, 8, seed)):
         inherited = recalibrate_batch_norm(extract_subnet(net, widths), calibration)
         torch.manual_seed(seed)
@@ -70,7 +69,7 @@ def main() -> None:
         scratch.norm.set_stats(data.train_x)
         print(f"training sub-network {i + 1}/8 {widths} from scratch ...", flush=True)
         scratch_fit = fit(scratch, p, data, seed)
-        rec = {
+        rec: dict[str, Any] = {
             "widths": widths,
             "macs": count_macs(space, widths),
             "params": count_parameters(scratch),

@@ -1,32 +1,29 @@
 """Super-network training sweep: inherited-weight accuracy of fixed architectures per setting.
 
 Each argument is a JSON object of `supernet` overrides; for each, the super-network is trained
-and 7 fixed sub-networks (from bench/supernet.py's spread at the default seed) and 6 shallow ones
+and 7 fixed sub-networks (from bench.supernet's spread at the default seed) and 6 shallow ones
 (where a search at half latency ends) are scored with inherited weights after BN recalibration.
 This is how the defaults in params.yaml were chosen.
 
-    python bench/supernet_sweep.py '{"full_fraction": 0.5}' '{"full_fraction": 0.125, "epochs": 40}'
+    python -m bench.supernet_sweep '{"full_fraction": 0.5}' \\
+        '{"full_fraction": 0.125, "epochs": 40}'
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import quiet, save, table  # noqa: E402
-from components.config import load_params  # noqa: E402
-from components.data.labels import CLASSES  # noqa: E402
-from components.model.space import space_from_params  # noqa: E402
-from components.model.supernet import SuperNet  # noqa: E402
-from components.training.data import load_server_data  # noqa: E402
-from components.training.trainer import fit, score_subnet  # noqa: E402
+from bench.common import arguments, quiet, save, table
+from components.config import load_params
+from components.data.labels import CLASSES
+from components.model.space import space_from_params
+from components.model.supernet import SuperNet
+from components.training.data import load_server_data
+from components.training.trainer import fit, score_subnet
 
 ARCHS = [
     [16, 8, 16, 24, 0, 8], [8, 8, 32, 48, 8, 0], [16, 24, 16, 32, 16, 8],
@@ -39,7 +36,7 @@ SHALLOW = [[0, 0, 0, 16, 0, 64], [0, 0, 0, 0, 64, 0], [32, 0, 0, 64, 0, 0], [0, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments("bench.supernet_sweep", __doc__)
     parser.add_argument("overrides", nargs="+", help="JSON objects of supernet overrides")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--seed", type=int, default=None, help="default: base.seed")

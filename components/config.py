@@ -143,7 +143,9 @@ class SupernetParams(Section):
     freq_mask_max: Annotated[int, Field(ge=0)] = 6
     time_shift_max: Annotated[int, Field(ge=0)] = 8  # frames, circular
     recalibration_batches: Annotated[int, Field(ge=1)] = 8
-    eval_subnets: Annotated[int, Field(ge=1)] = 5  # fixed random sub-networks scored per epoch
+    eval_subnets: Annotated[int, Field(ge=1)] = 5  # fixed random sub-networks, monitored
+    monitor_every: Annotated[int, Field(ge=1)] = 5  # epochs between sub-network scores
+    report_subnets: Annotated[int, Field(ge=0)] = 24  # random sub-networks scored at the end
     accelerator: str = "cpu"  # Lightning: "gpu", "auto", ...
     devices: int | str = 1
     strategy: str = "auto"  # "ddp" for several devices

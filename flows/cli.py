@@ -36,9 +36,10 @@ STAGES = {
     "export": "flows.export:export_flow",
 }
 USER_ERROR_EXIT = 2
+ERROR_FILE_ENV = "EDGELEARN_ERROR_FILE"
 
 
-def _load(ref: str):  # noqa: ANN202
+def _load(ref: str):
     module, attr = ref.split(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -153,9 +154,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_third_party()
     try:
         return int(args.func(args))
-    except EdgelearnError as err:
-        print(f"edgelearn: error: {err}", file=sys.stderr)
-        return USER_ERROR_EXIT
+    except EdgelearnError as err:  # a stage that failed in a pipeline keeps its exit code
+        return fail(f"edgelearn: error: {err}", getattr(err, "returncode", USER_ERROR_EXIT))
+    except KeyboardInterrupt:
+        return fail("edgelearn: interrupted; outputs of the stage that was running are as before "
+                    "it started (run again to finish)", 130)  # fmt: skip
+    except Exception as err:
+        logging.getLogger("edgelearn").exception("unexpected error")
+        return fail(f"edgelearn: error: unexpected {type(err).__name__}: {err} (a bug: the "
+                    "traceback is above; please report it)", 1)  # fmt: skip
+
+
+def fail(line: str, code: int) -> int:
+    """Print the one line that says why, last; a pipeline running this stage reads it from
+    ``$EDGELEARN_ERROR_FILE`` to end its own output with it."""
+    print(line, file=sys.stderr)
+    target = os.environ.get(ERROR_FILE_ENV)
+    if target:
+        Path(target).write_text(line.removeprefix("edgelearn: error: ") + "\n")
+    return code
 
 
 if __name__ == "__main__":

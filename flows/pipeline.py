@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,15 +17,20 @@ from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
 
 from components.config import load_params
+from components.errors import EdgelearnError
+from flows.cli import ERROR_FILE_ENV
 from flows.contract import dvc_stages
 from flows.tracking import PARENT_RUN_ENV, pipeline_run, prefect_flow_run_id, stage_output_hashes
 
 USER_ERROR_EXIT = 2  # the CLI's exit code for bad input: retrying cannot help
 
 
-class StageFailed(RuntimeError):
-    def __init__(self, stage: str, returncode: int) -> None:
-        super().__init__(f"stage {stage!r} failed (dvc repro exit code {returncode})")
+class StageFailed(EdgelearnError):
+    """A stage's ``dvc repro`` failed; the message is the stage's own last line (why, and the
+    fix), so the pipeline ends its output with it."""
+
+    def __init__(self, stage: str, returncode: int, why: str) -> None:
+        super().__init__(f"stage {stage!r} failed: {why}")
         self.returncode = returncode
 
 
@@ -37,12 +44,34 @@ def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def _dvc(
-    *args: str, env: dict[str, str] | None = None, capture: bool = True
-) -> subprocess.CompletedProcess[str]:
+# What `dvc repro` itself prints on stdout around a stage: its git/push hints and narration of
+# what edgelearn already logs. Everything else (the stage's own output, DVC's warnings and errors
+# on stderr) passes through.
+DVC_CHATTER = re.compile(
+    r"^(Running stage '.*':|> .*|Updating lock file '.*'|Stage '.*' didn't change, skipping|"
+    r"Data and pipelines are up to date\.|To track the changes with git, run:|\tgit add .*|"
+    r"To enable auto staging, run:|\tdvc config core\.autostage true|"
+    r"Use `dvc push` to send your updates to remote storage\.|)$"
+)
+
+
+def _dvc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dvc", *args], env=env, text=True, capture_output=capture
+        [sys.executable, "-m", "dvc", *args], env=env, text=True, capture_output=True
     )
+
+
+def _dvc_streaming(*args: str, env: dict[str, str]) -> int:
+    """Run dvc with its stdout filtered line by line (``DVC_CHATTER`` dropped) and its stderr
+    untouched, so progress bars on a terminal still reach it."""
+    with subprocess.Popen([sys.executable, "-m", "dvc", *args], env=env, text=True,
+                          stdout=subprocess.PIPE, bufsize=1) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if not DVC_CHATTER.match(line.rstrip("\n")):
+                sys.stdout.write(line)
+                sys.stdout.flush()
+    return proc.returncode
 
 
 @task(retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error)
@@ -52,11 +81,14 @@ def repro_stage(stage: str, env: dict[str, str]) -> dict[str, Any]:
     status = _dvc("status", "--json", stage, env=env)
     up_to_date = status.returncode == 0 and not json.loads(status.stdout or "{}")
     start = time.perf_counter()
-    # --quiet: the stage's own output still streams; DVC's git and push hints do not
-    proc = _dvc("repro", "--quiet", "--single-item", stage, env=env, capture=False)
+    with tempfile.TemporaryDirectory(prefix="edgelearn-stage-") as tmp:
+        error_file = Path(tmp) / "error"
+        code = _dvc_streaming("repro", "--single-item", stage,
+                              env={**env, ERROR_FILE_ENV: str(error_file)})  # fmt: skip
+        why = error_file.read_text().strip() if error_file.is_file() else ""
     seconds = round(time.perf_counter() - start, 2)
-    if proc.returncode != 0:
-        raise StageFailed(stage, proc.returncode)
+    if code != 0:
+        raise StageFailed(stage, code, why or f"dvc repro exit code {code}; see the log above")
     outcome = "up to date (skipped by DVC)" if up_to_date else "ran"
     logger.info("stage %s: %s in %.1f s", stage, outcome, seconds)
     return {"stage": stage, "ran": not up_to_date, "seconds": seconds}
@@ -82,8 +114,7 @@ def pipeline_flow(params_path: str = "params.yaml") -> list[dict[str, Any]]:
     with pipeline_run(params.base, tags) as parent:
         env = _stage_env()
         env[PARENT_RUN_ENV] = parent.info.run_id
-        for stage in stages:
-            results.append(repro_stage(stage, env))
+        results.extend(repro_stage(stage, env) for stage in stages)
         _tag_stage_outputs(parent.info.run_id, parent.info.experiment_id, stages)
         if Path("dvc.lock").is_file():
             mlflow.log_artifact("dvc.lock")

@@ -44,12 +44,15 @@ class StageProgress:
                 bar.set_postfix({k: round(v, 4) for k, v in figures.items()}, refresh=False)
             bar.refresh()
             return
-        # Coarse phases (epochs, rounds, iterations: at most a few hundred units) get a line per
-        # unit; fine ones at most every MIN_LOG_INTERVAL_S, and always at their end.
+        # Coarse phases (epochs, rounds, iterations: up to ~100 units) get a line per unit, at
+        # most one a second; fine ones (speakers, table entries) one every MIN_LOG_INTERVAL_S.
+        # The first and the last unit of a phase always get theirs.
         now = time.monotonic()
-        fine = total > 300 or (total == 0 and figures is None)
-        finished = total and done >= total
-        if fine and not finished and now - self.last_line.get(phase, 0.0) < MIN_LOG_INTERVAL_S:
+        coarse = 0 < total <= 100 or total == 0
+        interval = 1.0 if coarse else MIN_LOG_INTERVAL_S
+        first = phase not in self.last_line
+        finished = bool(total) and done >= total
+        if not (first or finished or now - self.last_line[phase] >= interval):
             return
         self.last_line[phase] = now
         count = f"{done}/{total}" if total else f"{done}"

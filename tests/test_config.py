@@ -53,7 +53,7 @@ def test_missing_and_malformed_files(tmp_path):
 
 def test_params_are_frozen():
     params = Params()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="frozen"):
         params.base.seed = 3  # type: ignore[misc]
 
 

@@ -18,7 +18,7 @@ def test_atomic_dir_keeps_old_on_failure(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("old")
-    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:  # noqa: PT012 - fails inside
         (tmp / "half.txt").write_text("half")
         raise RuntimeError("boom")
     assert sorted(p.name for p in out.iterdir()) == ["old.txt"]

@@ -24,7 +24,7 @@ def sc_params(corpus, out_dir="data/prepared", **prepare_overrides):
                 "client_fraction": 0.4,
                 "min_client_clips": 4,
                 **prepare_overrides,
-            }
+            },
         }
     )
 

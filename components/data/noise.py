@@ -110,7 +110,7 @@ def make_noises(rng: np.random.Generator, seconds: float, synth: Synth) -> dict[
 
     The babble (``BABBLE_FILE``) is speech-like noise that only client speakers are mixed with.
     """
-    n = int(round(seconds * SAMPLE_RATE))
+    n = round(seconds * SAMPLE_RATE)
     raw = {
         "white_noise.wav": rng.standard_normal(n),
         "pink_noise.wav": _shaped(rng, n, 1.0),

@@ -77,8 +77,8 @@ def check_graph(proto: onnx.ModelProto, opset: int, clip_samples: int) -> None:
     version = {o.domain: o.version for o in proto.opset_import}.get("")
     if version != opset:
         raise EdgelearnError(f"exported graph has opset {version}, export.opset pins {opset}")
-    inputs = [i for i in proto.graph.input]
-    dims = [d for d in inputs[0].type.tensor_type.shape.dim] if len(inputs) == 1 else []
+    inputs = list(proto.graph.input)
+    dims = list(inputs[0].type.tensor_type.shape.dim) if len(inputs) == 1 else []
     if (
         len(inputs) != 1
         or inputs[0].name != INPUT_NAME

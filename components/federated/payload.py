@@ -19,7 +19,7 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
 
-from components.federated.compression import MAX_BITS, QuantizedTensor, packed_length
+from components.federated.compression import MAX_BITS, QuantizedTensor, dequantize, packed_length
 from components.federated.variables import ModelLayout
 
 Value = torch.Tensor | QuantizedTensor
@@ -129,6 +129,15 @@ def decode_payload(
     elif codes.size:
         raise PayloadError(f"codes: {codes.size} bytes but no compressed entry listed")
     return out
+
+
+def float_values(values: Mapping[str, Value]) -> dict[str, np.ndarray]:
+    """Every entry as a numpy float array, OMC entries dequantized: what the server screens and
+    averages, and what a client starts from."""
+    return {
+        n: (dequantize(v) if isinstance(v, QuantizedTensor) else v).numpy()
+        for n, v in values.items()
+    }
 
 
 def payload_bytes(content: RecordDict) -> int:

@@ -23,7 +23,8 @@ from flwr.serverapp import Grid, ServerApp
 
 from components.config import FinetuneParams, SimulationParams
 from components.errors import EdgelearnError
-from components.federated.strategy import ClientInfo, PartialVariableStrategy
+from components.federated.sampling import ClientInfo
+from components.federated.strategy import PartialVariableStrategy
 
 log = logging.getLogger(__name__)
 EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]

@@ -79,7 +79,7 @@ class _Decompress(torch.autograd.Function):
     variable's optimizer step, so the gradient is consumed where it is produced."""
 
     @staticmethod
-    def forward(ctx: Any, anchor: torch.Tensor, slot: _Slot) -> torch.Tensor:  # noqa: ARG004
+    def forward(ctx: Any, anchor: torch.Tensor, slot: _Slot) -> torch.Tensor:
         ctx.slot = slot
         return slot.decompress()
 

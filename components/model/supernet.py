@@ -32,7 +32,7 @@ class FeatureNorm(nn.Module):
 
 def conv_bn(
     c_in: int, c_out: int, kernel: int | tuple[int, int], stride=1, groups=1
-) -> nn.Sequential:  # noqa: ANN001
+) -> nn.Sequential:
     k = (kernel, kernel) if isinstance(kernel, int) else kernel
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, k, stride, (k[0] // 2, k[1] // 2), groups=groups, bias=False),

@@ -232,7 +232,7 @@ def run(
         #    check of the table, and the winners against the budget in the table's conditions
         measured: dict[str, float] = {}
         lut_check: list[dict[str, Any]] = []
-        winners_ms = {name: NAN for name in outcomes}
+        winners_ms = dict.fromkeys(outcomes, NAN)
         if measure is not None:
             points = {arch_key(c.widths): c.widths for o in outcomes.values() for c in o.evaluated}
             quick = measure.latencies(lut, list(points.values()), quick=True,

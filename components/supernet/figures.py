@@ -28,9 +28,14 @@ def training_curves(history: list[dict[str, float]]) -> Figure:
     """Per-epoch validation accuracy of the full, the median sampled and the smallest network."""
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
-    epochs = [h["epoch"] for h in history]
-    for key in ("val_acc_full", "val_acc_median_subnet", "val_acc_smallest"):
-        ax.plot(epochs, [h[key] for h in history], label=key)
+    for key, marker in (
+        ("val_acc_full", ""),
+        ("val_acc_median_subnet", "o"),
+        ("val_acc_smallest", "s"),
+    ):  # sub-networks: every monitor_every epochs
+        pts = [(h["epoch"] + 1, h[key]) for h in history if key in h]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker=marker, label=key)
     ax.set_xlabel("epoch")
     ax.set_ylabel("val accuracy (%)")
     ax.grid(alpha=0.3)

@@ -36,9 +36,11 @@ def score_subnet(
 class KwsModule(L.LightningModule):
     """Trains ``net`` on log-mel batches; a ``SuperNet`` gets per-sample ODO widths every step.
 
-    At each epoch's end a super-network logs the validation accuracy of the full network, the
-    smallest one and a fixed set of random sub-networks (each BN-recalibrated, no fine-tuning);
-    any other network logs its own validation accuracy as ``val_acc_full``.
+    At each epoch's end a super-network logs the validation accuracy of its full network
+    (BN-recalibrated; the best epoch by it is kept), and every ``monitor_every`` epochs and at the
+    last one also of the smallest network and a fixed set of random sub-networks; any other
+    network logs its own validation accuracy as ``val_acc_full``. Scoring is monitoring, not
+    training: its time is kept apart in ``monitor_seconds``.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class KwsModule(L.LightningModule):
             else []
         )
         self.history: list[dict[str, float]] = []
+        self.monitor_seconds = 0.0
         self._losses: list[float] = []
 
     @property
@@ -100,7 +103,10 @@ class KwsModule(L.LightningModule):
         return F.kl_div(F.log_softmax(logits, dim=1), teacher, reduction="batchmean")
 
     def on_train_epoch_end(self) -> None:
-        scores = self.evaluate()
+        epoch, last = self.current_epoch + 1, self.trainer.max_epochs or 0
+        started = time.perf_counter()
+        scores = self.evaluate(subnets=epoch % self.p.monitor_every == 0 or epoch >= last)
+        self.monitor_seconds += time.perf_counter() - started
         train_loss = statistics.fmean(self._losses) if self._losses else float("nan")
         self._losses.clear()
         self.history.append(
@@ -110,24 +116,25 @@ class KwsModule(L.LightningModule):
         shown = {"train_loss": train_loss}
         shown.update({k: scores[k] for k in ("val_acc_full", "val_acc_smallest",
                                              "val_acc_median_subnet") if k in scores})  # fmt: skip
-        self.progress(self.phase, self.current_epoch + 1, self.trainer.max_epochs or 0, shown)
+        self.progress(self.phase, epoch, last, shown)
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, subnets: bool = True) -> dict[str, float]:
+        """Validation scores; ``subnets=False`` scores a super-network's full network only."""
         was_training = self.net.training
         net = self.supernet
         if net is None:
             scores = {"val_acc_full": accuracy(self.net, self.data.val_x, self.data.val_y)}
         else:
-            subnets = [score_subnet(net, a, self.data, self.calibration) for a in self.eval_archs]
-            scores = {
-                "val_acc_full": score_subnet(net, net.space.largest(), self.data, self.calibration),
-                "val_acc_smallest": score_subnet(
+            full = score_subnet(net, net.space.largest(), self.data, self.calibration)
+            scores = {"val_acc_full": full}
+            if subnets:
+                accs = [score_subnet(net, a, self.data, self.calibration) for a in self.eval_archs]
+                scores["val_acc_smallest"] = score_subnet(
                     net, net.space.smallest(), self.data, self.calibration
-                ),
-                "val_acc_median_subnet": statistics.median(subnets),
-            }
-            scores.update({f"val_acc_subnet{i}": a for i, a in enumerate(subnets)})
+                )
+                scores["val_acc_median_subnet"] = statistics.median(accs)
+                scores.update({f"val_acc_subnet{i}": a for i, a in enumerate(accs)})
         self.net.train(was_training)
         return scores
 
@@ -144,7 +151,8 @@ class KwsModule(L.LightningModule):
 @dataclass
 class FitResult:
     module: KwsModule
-    seconds: float
+    seconds: float  # training alone: wall time of fit() less the monitoring
+    monitor_seconds: float  # scoring (sub-)networks at the epochs' ends
     best_epoch: int
     steps: int
 
@@ -197,10 +205,10 @@ def fit(
     )
     start = time.perf_counter()
     trainer.fit(module, loader)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start - module.monitor_seconds
     best_epoch = max(module.history, key=lambda h: h["val_acc_full"])["epoch"]
     best = next((c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)), None)
     if best is not None and best.best_model_path:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
         module.load_state_dict(state["state_dict"])
-    return FitResult(module, seconds, int(best_epoch), trainer.global_step)
+    return FitResult(module, seconds, module.monitor_seconds, int(best_epoch), trainer.global_step)

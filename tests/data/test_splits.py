@@ -103,7 +103,7 @@ def test_official_lists_never_train_and_listed_speakers_stay_on_server():
         elif clip.path in testing:
             assert a == Assignment(SERVER, "test")
         else:
-            assert a is not None and a.split == TRAIN or a.pool == CLIENT
+            assert (a is not None and a.split == TRAIN) or a.pool == CLIENT
     assert f"{0:08x}" not in result.clients and f"{1:08x}" not in result.clients
 
 

@@ -63,7 +63,7 @@ def test_missing_or_incomplete_sums_are_refused(bundle_copy):
     sums = bundle_copy / SUMS
     lines = sums.read_text().splitlines()
     sums.write_text("\n".join(line for line in lines if "labels.json" not in line) + "\n")
-    with pytest.raises(BundleError, match="does not list labels.json"):
+    with pytest.raises(BundleError, match=r"does not list labels\.json"):
         open_bundle(bundle_copy)
     sums.write_text("not a checksum line\n")
     with pytest.raises(BundleError, match=r"SHA256SUMS:1: not a '<sha256>  <file>' line"):

@@ -48,7 +48,7 @@ def test_nan_figures_are_refusals():
 def test_required_int8_stops_only_when_refused():
     require_int8(Int8Decision(True, ()), "required")
     require_int8(refused("slow"), "auto")
-    with pytest.raises(ExportCheckError, match="export.int8 is 'required' but .* refused: slow"):
+    with pytest.raises(ExportCheckError, match=r"export\.int8 is 'required' but .* refused: slow"):
         require_int8(refused("slow"), "required")
 
 

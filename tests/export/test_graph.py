@@ -71,7 +71,7 @@ def test_onnx_runtime_matches_pytorch_on_test_clips(exported):
 
 def test_check_graph_refuses_a_graph_off_contract(exported):
     proto = onnx.load(str(exported.result.fp32_path))
-    with pytest.raises(EdgelearnError, match="opset 18, export.opset pins 19"):
+    with pytest.raises(EdgelearnError, match=r"opset 18, export\.opset pins 19"):
         check_graph(proto, 19, 16000)
     with pytest.raises(EdgelearnError, match=r"expected one 'audio' of shape \(batch, 8000\)"):
         check_graph(onnx.load(str(exported.result.fp32_path)), 18, 8000)

@@ -57,7 +57,7 @@ def test_required_int8_that_is_refused_stops_the_stage_and_keeps_the_old_export(
     params = fp32_only.params.model_copy(
         update={"export": fp32_only.params.export.model_copy(update={"int8": "required"})}
     )
-    with pytest.raises(ExportCheckError, match="export.int8 is 'required' but the int8 model"):
+    with pytest.raises(ExportCheckError, match=r"export\.int8 is 'required' but the int8 model"):
         stage.run(params, work, {})
     after = {p.relative_to(work): p.read_bytes() for p in (work / "export").rglob("*")
              if p.is_file()}  # fmt: skip

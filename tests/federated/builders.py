@@ -1,4 +1,5 @@
-"""A tiny prepared dataset and start model for the federated tests (written in a few ms)."""
+"""A tiny prepared dataset and start model for the federated tests (written in a few ms), and a
+hand-made model layout for the tests that need no network."""
 
 from __future__ import annotations
 
@@ -10,11 +11,32 @@ import torch
 import torch.nn.functional as F
 
 from components.data import prepared
+from components.federated.variables import Entry, ModelLayout
 from components.model.checkpoint import save_subnet
 from components.model.subnet import SubNetwork
 from tests.supernet.test_model import SPACE
 
 WIDTHS = [16, 8, 24, 0]
+
+# Five variables over three layers (depths 0, 0.5, 1) and a float buffer (sent, never trained).
+TOY_LAYOUT = ModelLayout(
+    (
+        Entry("norm.mean", (2,), False, 0),
+        Entry("stem.weight", (2, 2), True, 1),
+        Entry("stem.bias", (2,), True, 1),
+        Entry("body.0.weight", (2, 2), True, 2),
+        Entry("head.weight", (3, 2), True, 3),
+        Entry("head.bias", (3,), True, 3),
+    )
+)
+
+
+def toy_model(offset: float = 0.0) -> dict[str, np.ndarray]:
+    """Values for ``TOY_LAYOUT``: entry ``i`` holds ``offset + i + 0.5 * (0, 1, 2, ...)``."""
+    return {
+        e.name: (offset + i + 0.5 * np.arange(e.numel, dtype=np.float32)).reshape(e.shape)
+        for i, e in enumerate(TOY_LAYOUT.entries)
+    }
 
 
 def banded(n: int, rng: np.random.Generator, shift: int = 0, noise: float = 1.0):

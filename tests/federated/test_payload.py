@@ -71,5 +71,5 @@ def test_compressed_entry_needs_its_transform():
     bad = ConfigRecord({**record, "scale": []})
     with pytest.raises(PayloadError, match="one scale and one offset per compressed entry"):
         decode_payload(arrays, bad, LAYOUT)
-    with pytest.raises(PayloadError, match="bits must be in 1..8"):
+    with pytest.raises(PayloadError, match=r"bits must be in 1\.\.8"):
         decode_payload(arrays, ConfigRecord({**record, "bits": 12}), LAYOUT)

@@ -45,7 +45,7 @@ def finetuned(tmp_path_factory):
                     "nan": 0.1,
                     "bad_shape": 0.05,
                     "huge_norm": 0.05,
-                }  # fmt: skip
+                }
             ),
         }
     )
@@ -56,7 +56,7 @@ def finetuned(tmp_path_factory):
 
 
 def test_metrics_and_model(finetuned):
-    work, params, result, rounds = finetuned
+    work, _params, result, _rounds = finetuned
     m = result.metrics
     assert {"rounds", "clients_total", "clients_per_round", "acc_before", "acc_after",
             "upload_bytes_per_client_round", "full_model_bytes", "upload_reduction_x",

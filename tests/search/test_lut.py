@@ -15,9 +15,9 @@ from components.latency import (
     DeviceProfile,
     Latency,
     NoisyMeasurementError,
-    median_interval,
     load_profile,
     measure,
+    median_interval,
     onnx_bytes,
     time_interleaved,
 )
@@ -47,11 +47,11 @@ def test_grid_and_interpolation() -> None:
                      64: 2.0}  # fmt: skip
 
 
-def fake_measurer(costs: dict[int, float], base: float):  # noqa: ANN201
+def fake_measurer(costs: dict[int, float], base: float):
     """Stands in for the device: latency = base + sum of per-layer costs * width."""
     seen: list[bytes] = []
 
-    def measurer(models, profile) -> dict[str, Latency]:  # noqa: ANN001
+    def measurer(models, profile) -> dict[str, Latency]:
         out = {}
         for what, (model, _feed) in models.items():
             widths = json.loads(what.removeprefix("widths "))
@@ -108,7 +108,7 @@ def test_import_refuses_a_table_for_another_space_or_a_broken_file(tmp_path: Pat
     with pytest.raises(ConfigError, match=r"phone.json: layer 1 has no entry for widths \[8\]"):
         LatencyTable.load(path)
     path.write_text("{not json")
-    with pytest.raises(ConfigError, match="phone.json: not valid JSON"):
+    with pytest.raises(ConfigError, match=r"phone\.json: not valid JSON"):
         LatencyTable.load(path)
     with pytest.raises(ConfigError, match="not found"):
         LatencyTable.load(tmp_path / "missing.json")
@@ -118,7 +118,7 @@ def test_profiles_registry_and_errors(tmp_path: Path) -> None:
     profile = load_profile("cpu-1thread")
     assert profile.threads == 1 and profile.budget.fraction == 0.5
     assert profile.budget.resolve(2.0) == 1.0
-    with pytest.raises(ConfigError, match="unknown device profile 'pixel9'.*cpu-1thread"):
+    with pytest.raises(ConfigError, match=r"unknown device profile 'pixel9'.*cpu-1thread"):
         load_profile("pixel9")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nthreads: 0\nbudget: {ms: 1.0, fraction: 0.5}\n")
@@ -154,17 +154,18 @@ def test_sampling_stops_at_the_precision_or_after_max_seconds() -> None:
     blob = onnx_bytes(torch.nn.Linear(16, 16), (x,))
     feed = {"input": x.numpy()}
     loose = QUICK.model_copy(update={"repeats": 10, "min_sample_ms": 0.0})
-    assert measure(blob, feed, loose).repeats == 10  # the first block was precise enough
+    quick = measure(blob, feed, loose)  # precise enough after a block or a few
+    assert quick.repeats >= 10 and quick.repeats % 10 == 0 and quick.uncertainty <= 0.5
     tight = loose.model_copy(update={"precision": 1e-9, "max_seconds": 0.3})
     result = measure(blob, feed, tight)  # never that precise: accepted at max_uncertainty
-    assert result.repeats > 10 and result.seconds >= 0.3
+    assert result.repeats > quick.repeats and result.seconds >= 0.3
     assert result.uncertainty <= tight.max_uncertainty
 
 
 def test_interleaved_timing_alternates_models_and_spans_min_seconds() -> None:
     calls: list[str] = []
 
-    def run(name: str, spin: int):  # noqa: ANN202
+    def run(name: str, spin: int):
         def call() -> None:
             calls.append(name)
             sum(range(spin))

@@ -71,7 +71,7 @@ def test_mcd_schedule_and_determinism() -> None:
     choices = [list(range(0, 65, 8))] * 4
     cfg = MCDConfig(candidates=4, layers_per_candidate=2, step_fraction=0.1, step_decay=0.5)
 
-    def go(seed: int):  # noqa: ANN202
+    def go(seed: int):
         return multi_layer_coordinate_descent(
             choices, SumLatency(), Weighted([1, 2, 3, 4]), 100.0, np.random.default_rng(seed), cfg
         )

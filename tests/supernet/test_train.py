@@ -50,7 +50,9 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     with pytest.raises(EdgelearnError, match=r"nope\.ckpt: super-network checkpoint not found"):
         load_supernet(tmp_path / "nope.ckpt")
     (tmp_path / "junk.ckpt").write_bytes(b"junk")
-    with pytest.raises(EdgelearnError, match=r"junk\.ckpt: not a readable super-network checkpoint"):
+    with pytest.raises(
+        EdgelearnError, match=r"junk\.ckpt: not a readable super-network checkpoint"
+    ):
         load_supernet(tmp_path / "junk.ckpt")
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(EdgelearnError, match=r"other\.ckpt: not an edgelearn super-network"):
