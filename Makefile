@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps run smoke test lint bench clean-smoke
+.PHONY: install system-deps run smoke test test-fast lint bench clean-smoke
 
 install: system-deps $(STAMP)
 
@@ -28,6 +28,10 @@ smoke: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# The unit tests: everything not marked slow (no Prefect server, Ray, pipeline or export runs).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -15,6 +15,9 @@ prepare stage reads {path} instead of a synthesized corpus.
 """
 
 
+HEADLINE = ("num_clips", "num_speakers", "seconds")  # metrics/corpus.json
+
+
 @dataclass(frozen=True)
 class CorpusResult:
     out_dir: Path

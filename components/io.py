@@ -1,4 +1,8 @@
-"""Atomic writes: a stage's outputs are either the old ones or the complete new ones, never half."""
+"""Atomic writes: a stage's outputs are either the old ones or the complete new ones, never half.
+
+A process killed half-way (SIGKILL, power loss) leaves only a temporary sibling, which the next
+write of the same path removes.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,34 @@ from pathlib import Path
 from typing import Any
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporary siblings (``.NAME.tmp<pid>``, ``.NAME.tmp-<pid>``, ``.NAME.old-<pid>``)
+    that a killed process left next to ``path``; those of live processes stay."""
+    removed = []
+    for sibling in path.parent.glob(f".{path.name}.*"):
+        tail = sibling.name.removeprefix(f".{path.name}.")
+        for prefix in ("tmp-", "old-", "tmp"):
+            if tail.startswith(prefix) and tail[len(prefix) :].isdigit():
+                if not _pid_alive(int(tail[len(prefix) :])):
+                    if sibling.is_dir() and not sibling.is_symlink():
+                        shutil.rmtree(sibling, ignore_errors=True)
+                    else:
+                        sibling.unlink(missing_ok=True)
+                    removed.append(sibling)
+                break
+    return removed
+
+
 @contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling path of ``path`` to write; on success it replaces ``path``.
@@ -19,6 +51,7 @@ def atomic_file(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
@@ -54,6 +87,7 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

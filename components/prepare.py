@@ -45,6 +45,12 @@ class Row:
     gain: float = 1.0
 
 
+HEADLINE = (  # metrics/prepare.json (ARCHITECTURE.md's keys; the rest: the details file)
+    "num_train", "num_val", "num_test", "num_classes", "num_speakers", "num_clients",
+    "num_rejected_files",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class PrepareResult:
     out_dir: Path

@@ -20,6 +20,7 @@ ENV_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "FLWR_TELEMETRY_ENABLED": "0",
     "GIT_PYTHON_REFRESH": "quiet",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 for _key, _value in ENV_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
@@ -73,23 +74,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     load_params("params.yaml")
     from flows.pipeline import pipeline_flow
 
-    results = pipeline_flow(params_path="params.yaml")
-    _print_summary(results)
+    results = pipeline_flow(params_path="params.yaml", if_busy=args.if_busy)
+    print_summary(results)
     return 0
 
 
-def _print_summary(results: list[dict]) -> None:
+# The figures the end-of-run summary shows per stage: (metrics key, label, unit).
+SUMMARY_FIGURES = {
+    "corpus": [("num_clips", "clips", "")],
+    "prepare": [("num_train", "server train clips", ""), ("num_clients", "clients", "")],
+    "supernet": [("val_acc_full", "full network val", "%"),
+                 ("val_acc_median_subnet", "median sub-network val", "%")],
+    "search": [("measured_latency_ms", "searched network", " ms"),
+               ("latency_budget_ms", "budget", " ms"), ("test_acc", "test", "%")],
+    "finetune": [("acc_after", "clients' test", "%"),
+                 ("upload_reduction_x", "upload reduction", "x")],
+    "export": [("fp32_test_acc", "fp32 test", "%"), ("int8_shipped", "int8 shipped", ""),
+               ("fp32_latency_ms", "fp32 on device", " ms")],
+}  # fmt: skip
+
+
+def print_summary(results: list[dict]) -> None:
+    """What was built, the headline figures, and where to look next."""
+    import json
+
     from components.config import load_params
 
-    base = load_params("params.yaml").base
-    print("\nedgelearn pipeline finished")
+    params = load_params("params.yaml")
+    total = sum(r["seconds"] for r in results)
+    print(f"\nedgelearn pipeline finished in {total:.0f} s")
     for r in results:
         state = "ran" if r["ran"] else "up to date"
-        print(f"  {r['stage']:<10} {state:<11} {r['seconds']:>7.1f} s   metrics/{r['stage']}.json")
+        path = Path(params.paths.metrics) / f"{r['stage']}.json"
+        numbers = json.loads(path.read_text()) if path.is_file() else {}
+        shown = ", ".join(
+            f"{label} {numbers[key]:g}{unit}"
+            for key, label, unit in SUMMARY_FIGURES.get(r["stage"], [])
+            if isinstance(numbers.get(key), int | float)
+        )
+        print(f"  {r['stage']:<9} {state:<10} {r['seconds']:>7.1f} s  {shown}")
+    bundle = Path(params.paths.export) / "bundle"
+    parent = results[0].get("mlflow_parent_run_id", "") if results else ""
     print("\nwhere to look next:")
-    print("  dvc metrics show                      # every stage's numbers")
-    print(f"  mlflow ui --backend-store-uri {base.tracking_uri}")
-    print("  prefect server start                  # flow runs, logs and the schedule")
+    if bundle.is_dir():
+        print(f"  {bundle}/                        the device bundle (edgelearn predict FILE.wav)")
+    print(f"  mlflow ui --backend-store-uri {params.base.tracking_uri}   (run {parent})")
+    print("  dvc metrics show                      every stage's numbers")
+    print("  prefect server start                  flow runs, logs and the schedule")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -133,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the whole pipeline as a Prefect flow over `dvc repro`")
     p.add_argument("--smoke", action="store_true", help="tiny configuration in a scratch workspace")
     p.add_argument("--workspace", default=".edgelearn/smoke", help="where --smoke runs")
+    p.add_argument(
+        "--if-busy",
+        choices=("stop", "wait"),
+        default="stop",
+        help="when another run holds the workspace: stop at once (default) or wait",
+    )
     p.set_defaults(func=cmd_run)
 
     p = with_params(sub.add_parser("serve", help="serve the pipeline on the cron in params.yaml"))

@@ -12,4 +12,4 @@ from flows.runner import stage
 def corpus_flow(params_path: str = "params.yaml", progress: bool | None = None) -> dict:
     with stage("corpus", params_path, progress) as s:
         result = corpus.run(s.params, s.workdir, s.progress)
-        return s.finish(result.metrics)
+        return s.finish(result.metrics, headline=corpus.HEADLINE)

@@ -15,7 +15,9 @@ from components.export import stage as export
 from flows.runner import stage
 from flows.tracking import git_commit, stage_input_hashes
 
-VERSION_TAGS = ("fp32_test_acc", "int8_test_acc", "parity_max_abs_diff")
+VERSION_TAGS = ("fp32_test_acc", "int8_test_acc", "int8_shipped", "parity_max_abs_diff")
+CHAMPION, CHALLENGER = "champion", "challenger"
+HELD_OUT = "fp32_test_acc"  # what a new version must beat to become the champion
 # What serving the logged model needs, pinned to what produced it; MLflow would otherwise infer
 # this by importing the model in a subprocess (about 7 s per logged model).
 SERVING_REQUIREMENTS = [
@@ -34,24 +36,82 @@ def log_and_register(result: export.ExportResult, params: Params) -> str:
         name="model",
         signature=infer_signature(result.example, result.example_outputs),
         input_example=result.example,
-        registered_model_name=name,
         onnx_execution_providers=["CPUExecutionProvider"],
         pip_requirements=SERVING_REQUIREMENTS,
         save_as_external_data=False,
         extra_files=[str(bundle / "labels.json"), str(bundle / "metadata.json")],
         metadata={"edgelearn.bundle": str(bundle), "opset": params.export.opset},
     )
-    version = str(info.registered_model_version)
     client = mlflow.MlflowClient()
+    # Registered through the client: the fluent API prints its own lines to stderr.
+    try:
+        client.create_registered_model(name)
+    except mlflow.exceptions.MlflowException as err:
+        if err.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    run = mlflow.active_run()
+    version = str(client.create_model_version(
+        name, info.model_uri, run_id=run.info.run_id if run else None, model_id=info.model_id
+    ).version)  # fmt: skip
     provenance: dict[str, Any] = result.metadata["provenance"]
     for key in ("git_commit", "mlflow_run_id"):
         client.set_model_version_tag(name, version, key, str(provenance.get(key, "")))
     for key in VERSION_TAGS:
         client.set_model_version_tag(name, version, key, str(result.metrics[key]))
+    client.update_model_version(name, version, description=model_card(result, params))
+    alias = promote(client, name, version, result.metrics)
     mlflow.log_artifacts(str(bundle), "export/bundle")
     mlflow.log_dict(result.latency, "export/latency.json")
-    mlflow.set_tag("export.registered_version", version)
+    mlflow.set_tags({"export.registered_version": version, "export.alias": alias})
     return version
+
+
+def promote(client: mlflow.MlflowClient, name: str, version: str, metrics: dict[str, Any]) -> str:
+    """Move ``@champion`` to ``version`` when it beats the current champion's held-out test
+    accuracy (or there is none); otherwise it becomes ``@challenger``. Returns the alias set.
+    (It got here, so it passed the export gates.)"""
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        champion = None
+    new = float(metrics[HELD_OUT])
+    old = float(champion.tags.get(HELD_OUT, "nan")) if champion is not None else float("nan")
+    alias = CHAMPION if champion is None or not new <= old else CHALLENGER
+    client.set_registered_model_alias(name, alias, version)
+    return alias
+
+
+def model_card(result: export.ExportResult, params: Params) -> str:
+    """The registry version's description: what it is, where it came from, how it did."""
+    meta, m = result.metadata, result.metrics
+    prov = meta["provenance"]
+    arch = meta["architecture"]
+    inputs = "\n".join(f"- `{k}`: `{v}`" for k, v in sorted(prov.get("dvc_inputs", {}).items()))
+    int8 = (
+        "shipped" if m["int8_shipped"]
+        else "not shipped: " + "; ".join(meta["quantization"]["refused_because"])
+    )  # fmt: skip
+    latency = f"fp32 {m['fp32_latency_ms']} ms, int8 {m['int8_latency_ms']} ms"
+    return f"""## edgelearn keyword spotter
+
+Raw 16 kHz audio ({meta["clip_samples"]} samples) in, a score per class of `labels.json` out.
+
+| | |
+|---|---|
+| architecture | widths {arch["widths"]}, {arch["parameters"]} parameters, {arch["macs"]} MACs |
+| test accuracy (fp32, held-out server + client test clips) | {m["fp32_test_acc"]}% |
+| int8 | {m["int8_test_acc"]}%, {int8} |
+| latency on `{params.search.profile}` (batch 1, median) | {latency} |
+| parity with PyTorch | max abs diff {m["parity_max_abs_diff"]:.2g} |
+| git commit | `{prov.get("git_commit", "")}` (dirty: {prov.get("git_dirty", "")}) |
+| MLflow run | `{prov.get("mlflow_run_id", "")}` |
+
+Data (DVC hashes of the stage's inputs):
+{inputs or "- (not recorded)"}
+
+Champion/challenger compare the held-out test accuracy; versions built from different data hashes
+were scored on different test clips.
+"""
 
 
 @flow(name="export")
@@ -70,4 +130,4 @@ def export_flow(params_path: str = "params.yaml", progress: bool | None = None) 
         version = log_and_register(result, s.params)
         s.logger.info("registered %s version %s", s.params.export.registered_model_name,
                       version)  # fmt: skip
-        return s.finish(result.metrics)
+        return s.finish(result.metrics, headline=export.HEADLINE)

@@ -26,7 +26,22 @@ def finetune_flow(params_path: str = "params.yaml", progress: bool | None = None
                 "cumulative_bytes_vs_round": figures.bytes_vs_round(result.history),
             }
         )
+        rows = [
+            {
+                "round": h["round"],
+                "client_test_acc": h["client_test_acc"],
+                "server_test_acc": h["server_test_acc"],
+                "cumulative_bytes_up": h.get("cumulative_bytes_up", 0.0),
+                "cumulative_bytes_down": h.get("cumulative_bytes_down", 0.0),
+            }
+            for h in result.history
+        ]  # dvc plots: every row the same keys
         mlflow.log_dict(
             {"rounds": result.history, "client_issues": result.reasons}, "finetune/rounds.json"
         )
-        return s.finish(result.metrics, step=s.params.finetune.rounds + 1)
+        return s.finish(
+            result.metrics,
+            step=s.params.finetune.rounds + 1,
+            headline=finetune.HEADLINE,
+            plots={"finetune_rounds": rows},
+        )

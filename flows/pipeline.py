@@ -10,16 +10,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import mlflow
 from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
 
 from components.config import load_params
-from components.errors import EdgelearnError
+from components.errors import ConfigError, EdgelearnError
 from flows.cli import ERROR_FILE_ENV
 from flows.contract import dvc_stages
+from flows.lock import workspace_lock
 from flows.tracking import PARENT_RUN_ENV, pipeline_run, prefect_flow_run_id, stage_output_hashes
 
 USER_ERROR_EXIT = 2  # the CLI's exit code for bad input: retrying cannot help
@@ -104,34 +105,46 @@ def _stage_env() -> dict[str, str]:
 
 
 @flow(name="edgelearn-pipeline")
-def pipeline_flow(params_path: str = "params.yaml") -> list[dict[str, Any]]:
-    """Run every DVC stage in order inside one MLflow parent run."""
+def pipeline_flow(params_path: str = "params.yaml", if_busy: str = "stop") -> list[dict[str, Any]]:
+    """Run every DVC stage in order inside one MLflow parent run, holding the workspace lock
+    (``if_busy``: ``stop`` at once or ``wait`` when another run holds it)."""
     params = load_params(params_path)  # fail before anything runs
+    if if_busy not in ("stop", "wait"):
+        raise ConfigError(f"if_busy: expected 'stop' or 'wait', got {if_busy!r}")
     stages = list(dvc_stages())
     logger = get_run_logger()
-    results = []
+    results: list[dict[str, Any]] = []
     tags = {"prefect.flow_run_id": prefect_flow_run_id(), "edgelearn.stages": ",".join(stages)}
-    with pipeline_run(params.base, tags) as parent:
+    busy: Literal["stop", "wait"] = "wait" if if_busy == "wait" else "stop"
+    with workspace_lock(Path("."), busy), pipeline_run(params.base, tags) as parent:
         env = _stage_env()
         env[PARENT_RUN_ENV] = parent.info.run_id
         results.extend(repro_stage(stage, env) for stage in stages)
-        _tag_stage_outputs(parent.info.run_id, parent.info.experiment_id, stages)
+        parent_id, experiment_id = parent.info.run_id, parent.info.experiment_id
+        _tag_stage_outputs(parent_id, experiment_id, stages)
+        skipped = [r["stage"] for r in results if not r["ran"]]
+        _record_skipped(parent_id, experiment_id, skipped)
         if Path("dvc.lock").is_file():
             mlflow.log_artifact("dvc.lock")
-        for name in stages:
-            metrics_file = Path(params.paths.metrics) / f"{name}.json"
-            if metrics_file.is_file():
-                numbers = json.loads(metrics_file.read_text())
-                mlflow.log_metrics(
-                    {
-                        f"{name}.{k}": float(v)
-                        for k, v in numbers.items()
-                        if isinstance(v, int | float)
-                    }
-                )
-        mlflow.set_tags({f"stage.{r['stage']}": "ran" if r["ran"] else "skipped" for r in results})
+        mlflow.log_metrics(headline_metrics(Path(params.paths.metrics), stages))
+        mlflow.set_tags({f"stage.{r['stage']}": "ran" if r["ran"] else "skipped"
+                         for r in results})  # fmt: skip
     logger.info("pipeline done: MLflow parent run %s", parent.info.run_id)
+    for r in results:
+        r["mlflow_parent_run_id"] = parent.info.run_id
     return results
+
+
+def headline_metrics(metrics_dir: Path, stages: list[str]) -> dict[str, float]:
+    """Every stage's numbers from ``metrics/<stage>.json``, as ``<stage>.<key>``."""
+    out: dict[str, float] = {}
+    for name in stages:
+        path = metrics_dir / f"{name}.json"
+        if path.is_file():
+            numbers = json.loads(path.read_text())
+            out.update({f"{name}.{k}": float(v) for k, v in numbers.items()
+                        if isinstance(v, int | float) and not isinstance(v, bool)})  # fmt: skip
+    return out
 
 
 def _tag_stage_outputs(parent_id: str, experiment_id: str, stages: list[str]) -> None:
@@ -147,3 +160,39 @@ def _tag_stage_outputs(parent_id: str, experiment_id: str, stages: list[str]) ->
         if stage in stages:
             for key, value in stage_output_hashes(stage).items():
                 client.set_tag(run.info.run_id, key, value)
+
+
+def _producer(experiment_id: str, stage: str, hashes: dict[str, str]) -> str | None:
+    """The latest run of ``stage`` that wrote exactly the outputs now recorded in dvc.lock."""
+    if not hashes:
+        return None
+    wanted = " and ".join(f"tags.`{k}` = '{v}'" for k, v in hashes.items())
+    runs = mlflow.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`edgelearn.stage` = '{stage}' and {wanted}",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+        output_format="list",
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _record_skipped(parent_id: str, experiment_id: str, skipped: list[str]) -> None:
+    """A nested run for each stage DVC skipped, saying so and linking the run whose outputs are
+    still current (its metrics copied, so the parent's story is complete)."""
+    client = mlflow.MlflowClient()
+    for stage in skipped:
+        hashes = stage_output_hashes(stage)
+        producer = _producer(experiment_id, stage, hashes)
+        tags = {"edgelearn.kind": "stage", "edgelearn.stage": stage, "edgelearn.skipped": "true",
+                "mlflow.parentRunId": parent_id, **hashes}  # fmt: skip
+        note = f"Skipped by DVC: `{stage}`'s inputs did not change since its outputs were made"
+        if producer:
+            tags["edgelearn.produced_by"] = producer
+            note += f" by run [{producer}](#/experiments/{experiment_id}/runs/{producer})."
+        tags["mlflow.note.content"] = note
+        run = client.create_run(experiment_id, run_name=f"{stage} (skipped)", tags=tags)
+        if producer:
+            for key, value in client.get_run(producer).data.metrics.items():
+                client.log_metric(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id, "FINISHED")

@@ -26,4 +26,4 @@ def prepare_flow(params_path: str = "params.yaml", progress: bool | None = None)
         if len(result.rejected) > SHOWN_REJECTIONS:
             s.logger.warning("... %d more in %s", len(result.rejected) - SHOWN_REJECTIONS,
                              result.out_dir / REJECTED)  # fmt: skip
-        return s.finish(result.metrics)
+        return s.finish(result.metrics, headline=prepare.HEADLINE)

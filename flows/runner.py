@@ -4,7 +4,7 @@ only what its ``dvc.yaml`` entry declares, open its MLflow run, show progress, r
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,16 +41,34 @@ class StageRun:
         for name, fig in figures.items():
             mlflow.log_figure(fig, f"{self.name}/{name}.png")
 
-    def finish(self, metrics: Mapping[str, Any], step: int | None = None) -> dict[str, Any]:
-        """Write ``<paths.metrics>/<stage>.json`` atomically (DVC reads it), log the numbers
-        (``step`` places them after the stage's own per-epoch curve of the same keys)."""
-        path = self.workdir / self.full_params.paths.metrics / f"{self.name}.json"
-        write_json_atomic(path, dict(metrics))
-        numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    def finish(
+        self, metrics: Mapping[str, Any], step: int | None = None,
+        headline: Sequence[str] | None = None,
+        plots: Mapping[str, list[dict[str, Any]]] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Write ``<paths.metrics>/<stage>.json`` (the ``headline`` keys, all when None: what
+        ``dvc metrics show`` lists) and ``<paths.metrics>/details/<stage>.json`` (every figure),
+        atomically, and log every number to the stage's run (``step`` places them after the
+        stage's own per-epoch curve of the same keys). ``plots`` are the rows ``dvc plots show``
+        draws, written to ``<paths.metrics>/plots/<name>.json``."""
+        metrics_dir = self.workdir / self.full_params.paths.metrics
+        keys = list(metrics) if headline is None else [k for k in headline if k in metrics]
+        write_json_atomic(metrics_dir / f"{self.name}.json", {k: metrics[k] for k in keys})
+        write_json_atomic(metrics_dir / "details" / f"{self.name}.json", dict(metrics))
+        for name, rows in (plots or {}).items():
+            write_json_atomic(metrics_dir / "plots" / f"{name}.json", rows)
+        numbers = {k: float(v) for k, v in metrics.items()
+                   if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
         mlflow.log_metrics(numbers, step=step)
-        mlflow.log_artifact(str(path))
-        self.logger.info("%s: %s", self.name, dict(metrics))
+        mlflow.log_artifact(str(metrics_dir / f"{self.name}.json"))
+        mlflow.log_artifact(str(metrics_dir / "details" / f"{self.name}.json"), "details")
+        self.logger.info("%s: %s", self.name, _short({k: metrics[k] for k in keys}))
         return dict(metrics)
+
+
+def _short(figures: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in figures.items())  # fmt: skip
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlflow
 from prefect import flow
 
+from components.search import report
 from components.search import stage as search
 from flows.runner import stage
 
@@ -39,4 +40,8 @@ def search_flow(params_path: str = "params.yaml", progress: bool | None = None) 
         mlflow.set_tags(
             {"search.widths": str(result.arch["widths"]), "search.device": result.arch["device"]}
         )
-        return s.finish(result.metrics)
+        return s.finish(
+            result.metrics,
+            headline=report.HEADLINE,
+            plots={"search_candidates": report.candidate_rows(result)},
+        )

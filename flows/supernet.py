@@ -20,4 +20,13 @@ def supernet_flow(params_path: str = "params.yaml", progress: bool | None = None
         s.log_figures({"accuracy_vs_macs": figures.accuracy_vs_macs(result.subnets),
                        "training_curves": figures.training_curves(result.history)})  # fmt: skip
         mlflow.log_dict({"subnets": result.subnets}, "supernet/subnets.json")
-        return s.finish(result.metrics, step=result.steps)
+        # dvc plots needs every row of a file to carry the same keys
+        curve = [{k: h[k] for k in ("epoch", "train_loss", "val_acc_full")} for h in result.history]
+        subnets = [{k: h[k] for k in ("epoch", "val_acc_median_subnet", "val_acc_smallest")}
+                   for h in result.history if "val_acc_median_subnet" in h]  # fmt: skip
+        return s.finish(
+            result.metrics,
+            step=result.steps,
+            headline=supernet.HEADLINE,
+            plots={"supernet_training": curve, "supernet_subnets": subnets},
+        )

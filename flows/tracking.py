@@ -17,6 +17,10 @@ from components.config import BaseParams
 from flows.contract import resolved_paths
 
 PARENT_RUN_ENV = "EDGELEARN_PARENT_RUN_ID"
+# MLflow 3's UI opens an experiment in its GenAI view (traces, prompts) unless the experiment says
+# it is a model-training one; this is the tag its "experiment type" switch writes.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING}
 
 
 def configure(base: BaseParams, workdir: Path = Path(".")) -> str:
@@ -26,11 +30,17 @@ def configure(base: BaseParams, workdir: Path = Path(".")) -> str:
         (workdir / uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(base.experiment)
-    if experiment is not None:
-        return experiment.experiment_id
-    artifacts = (workdir / base.artifact_root).resolve()
-    artifacts.mkdir(parents=True, exist_ok=True)
-    return mlflow.create_experiment(base.experiment, artifact_location=artifacts.as_uri())
+    if experiment is None:
+        artifacts = (workdir / base.artifact_root).resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        experiment_id = mlflow.create_experiment(
+            base.experiment, artifact_location=artifacts.as_uri(), tags=EXPERIMENT_TAGS
+        )
+        return str(experiment_id)
+    if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:  # a store made by an older version
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND,
+                                                 MODEL_TRAINING)  # fmt: skip
+    return str(experiment.experiment_id)
 
 
 def git_commit(workdir: Path = Path(".")) -> dict[str, str]:

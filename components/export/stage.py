@@ -58,6 +58,14 @@ from components.model.subnet import count_parameters
 log = logging.getLogger(__name__)
 
 
+# metrics/export.json (the rest goes to the details file)
+HEADLINE = (
+    "onnx_bytes", "int8_bytes", "parity_max_abs_diff", "fp32_test_acc", "int8_test_acc",
+    "int8_shipped", "fp32_latency_ms", "int8_latency_ms", "torch_latency_ms",
+    "fp32_client_test_acc", "fp32_server_test_acc", "export_seconds",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class ExportResult:
     metrics: dict[str, float | int]

@@ -44,6 +44,13 @@ from components.progress import Progress, no_progress
 
 log = logging.getLogger(__name__)
 OnRound = Callable[[int, dict[str, float]], None]
+# metrics/finetune.json (the rest goes to the details file)
+HEADLINE = (
+    "rounds", "clients_total", "clients_per_round", "acc_before", "acc_after",
+    "server_test_acc_after", "upload_bytes_per_client_round", "full_model_bytes",
+    "upload_reduction_x", "client_peak_train_mem_bytes", "client_mem_reduction_x",
+    "failed_client_updates", "rejected_client_updates", "stage_seconds",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,15 @@ from typing import Any
 from components.model.space import SearchSpace, count_macs
 from components.model.subnet import count_parameters
 from components.search.mcd import SearchOutcome
-from components.search.records import TrainedNetwork
+from components.search.records import SearchResult, TrainedNetwork, arch_key
 
 BASELINES = ("uniform", "random")
+# metrics/search.json (the rest of stage_metrics goes to the details file)
+HEADLINE = (
+    "latency_budget_ms", "predicted_latency_ms", "measured_latency_ms", "lut_error_pct",
+    "inherited_val_acc", "val_acc", "test_acc", "client_test_acc", "uniform_baseline_val_acc",
+    "random_baseline_val_acc", "candidates_evaluated", "search_seconds", "stage_seconds",
+)  # fmt: skip
 
 
 def arch_record(space: SearchSpace, mcd: SearchOutcome, searched: TrainedNetwork,
@@ -43,6 +49,19 @@ def history_record(
         "winners_measured_ms": winners_ms,
         "trained": {n: t.to_dict() for n, t in trained.items()},
     }
+
+
+def candidate_rows(result: SearchResult) -> list[dict[str, Any]]:
+    """Every evaluated candidate for ``dvc plots show`` (every row the same keys: where nothing
+    was measured, with an imported table, ``measured_ms`` repeats the prediction)."""
+    rows = []
+    for name, outcome in result.outcomes.items():
+        for c in outcome.evaluated:
+            key = arch_key(c.widths)
+            rows.append({"method": name, "widths": key, "predicted_ms": c.predicted_ms,
+                         "inherited_val_acc": c.accuracy,
+                         "measured_ms": result.measured.get(key, c.predicted_ms)})  # fmt: skip
+    return rows
 
 
 def stage_metrics(

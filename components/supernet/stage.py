@@ -26,6 +26,12 @@ from components.training.trainer import fit
 log = logging.getLogger(__name__)
 
 
+HEADLINE = (  # metrics/supernet.json (the rest goes to the details file)
+    "val_acc_full", "val_acc_smallest", "val_acc_median_subnet", "epochs", "best_epoch",
+    "train_seconds", "monitor_seconds",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class SupernetResult:
     checkpoint: Path
