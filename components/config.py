@@ -39,6 +39,7 @@ class PathParams(Section):
     final: str = "models/final.pt"  # after federated fine-tuning (finetune)
     export: str = "export"  # the ONNX graphs and the device bundle (export)
     metrics: str = "metrics"  # metrics/<stage>.json (every stage)
+    report: str = "report.html"  # the HTML page of the latest run (edgelearn report)
 
 
 class BaseParams(Section):
@@ -128,7 +129,7 @@ class SupernetParams(Section):
     stages: list[StageParams] = Field(default_factory=_default_stages)
     stem_stride: Pair = (2, 4)
     width_step: Annotated[int, Field(gt=0)] = 8
-    epochs: Annotated[int, Field(ge=1)] = 60
+    epochs: Annotated[int, Field(ge=1)] = 40
     batch_size: Annotated[int, Field(ge=1)] = 64
     lr: Annotated[float, Field(gt=0.0)] = 2e-2
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-2
@@ -144,8 +145,8 @@ class SupernetParams(Section):
     time_shift_max: Annotated[int, Field(ge=0)] = 8  # frames, circular
     recalibration_batches: Annotated[int, Field(ge=1)] = 8
     eval_subnets: Annotated[int, Field(ge=1)] = 5  # fixed random sub-networks, monitored
-    monitor_every: Annotated[int, Field(ge=1)] = 5  # epochs between sub-network scores
-    report_subnets: Annotated[int, Field(ge=0)] = 24  # random sub-networks scored at the end
+    monitor_every: Annotated[int, Field(ge=1)] = 10  # epochs between scores (and the last one)
+    report_subnets: Annotated[int, Field(ge=0)] = 8  # random sub-networks scored at the end
     accelerator: str = "cpu"  # Lightning: "gpu", "auto", ...
     devices: int | str = 1
     strategy: str = "auto"  # "ddp" for several devices
@@ -182,7 +183,7 @@ class SearchParams(Section):
     v1_finetune_steps: Annotated[int, Field(ge=0)] = 40  # short-term fine-tune per v1 proposal
     pareto_repeats: Annotated[int, Field(ge=5)] = 40  # quicker timing of every candidate (plot)
     max_measure_rounds: Annotated[int, Field(ge=1)] = 3  # re-search if the measured figure fails
-    train_epochs: Annotated[int, Field(ge=1)] = 30  # training of the discovered network
+    train_epochs: Annotated[int, Field(ge=1)] = 20  # training of the discovered network
     train_baselines: bool = True  # train the uniform and random winners the same way
 
 

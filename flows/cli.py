@@ -116,8 +116,10 @@ def print_summary(results: list[dict]) -> None:
     bundle = Path(params.paths.export) / "bundle"
     parent = results[0].get("mlflow_parent_run_id", "") if results else ""
     print("\nwhere to look next:")
+    if Path(params.paths.report).is_file():
+        print(f"  {params.paths.report:<38}the run's page (figures, tables, links)")
     if bundle.is_dir():
-        print(f"  {bundle}/                        the device bundle (edgelearn predict FILE.wav)")
+        print(f"  {str(bundle) + '/':<38}the device bundle (edgelearn predict FILE.wav)")
     print(f"  mlflow ui --backend-store-uri {params.base.tracking_uri}   (run {parent})")
     print("  dvc metrics show                      every stage's numbers")
     print("  prefect server start                  flow runs, logs and the schedule")
@@ -135,6 +137,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         schedules=[Cron(schedule.cron, timezone=schedule.timezone)],
         parameters={"params_path": args.params},
     )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from components.config import load_params
+    from flows.report import write_report
+
+    path = write_report(load_params(args.params))
+    print(f"wrote {path} (open it in a browser)")
     return 0
 
 
@@ -174,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_params(sub.add_parser("serve", help="serve the pipeline on the cron in params.yaml"))
     p.set_defaults(func=cmd_serve)
+
+    p = with_params(sub.add_parser("report", help="write the HTML page of the latest run"))
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("predict", help="label WAV files with the exported ONNX bundle (no torch)")
     p.add_argument("files", nargs="+", metavar="FILE.wav")

@@ -41,7 +41,16 @@ class UserErrorsWithoutTraceback(logging.Filter):
         return not any(m in message for m in self.messages)
 
 
+class DropAdverts(logging.Filter):
+    """Flower announces on every simulation that its API is deprecated in favour of its CLI (a
+    choice edgelearn made knowingly: the simulation runs inside the stage's own process)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("DEPRECATED FEATURE")
+
+
 _HINTS = FirstLineOnly()
+_ADVERTS = DropAdverts()
 _USER_ERRORS = UserErrorsWithoutTraceback()
 
 
@@ -57,6 +66,8 @@ def quiet_third_party() -> None:
     server_logger = logging.getLogger("prefect")
     if _HINTS not in server_logger.filters:
         server_logger.addFilter(_HINTS)
+    if _ADVERTS not in logging.getLogger("flwr").filters:
+        logging.getLogger("flwr").addFilter(_ADVERTS)
     for name in ("prefect.flow_runs", "prefect.task_runs"):
         if _USER_ERRORS not in logging.getLogger(name).filters:
             logging.getLogger(name).addFilter(_USER_ERRORS)

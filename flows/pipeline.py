@@ -14,13 +14,15 @@ from typing import Any, Literal
 
 import mlflow
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 
-from components.config import load_params
+from components.config import Params, load_params
 from components.errors import ConfigError, EdgelearnError
 from flows.cli import ERROR_FILE_ENV
 from flows.contract import dvc_stages
 from flows.lock import workspace_lock
+from flows.report import write_report
 from flows.tracking import PARENT_RUN_ENV, pipeline_run, prefect_flow_run_id, stage_output_hashes
 
 USER_ERROR_EXIT = 2  # the CLI's exit code for bad input: retrying cannot help
@@ -129,10 +131,27 @@ def pipeline_flow(params_path: str = "params.yaml", if_busy: str = "stop") -> li
         mlflow.log_metrics(headline_metrics(Path(params.paths.metrics), stages))
         mlflow.set_tags({f"stage.{r['stage']}": "ran" if r["ran"] else "skipped"
                          for r in results})  # fmt: skip
+        report = write_report(params, results)
+        mlflow.log_artifact(str(report))
+        publish_report(report, results, params)
     logger.info("pipeline done: MLflow parent run %s", parent.info.run_id)
     for r in results:
         r["mlflow_parent_run_id"] = parent.info.run_id
     return results
+
+
+def publish_report(report: Path, results: list[dict[str, Any]], params: Params) -> None:
+    """The run's summary as a Prefect artifact (the flow run's Artifacts tab), pointing at the
+    report page."""
+    rows = "\n".join(f"| {r['stage']} | {'ran' if r['ran'] else 'skipped by DVC'} | "
+                     f"{r['seconds']:.1f} s |" for r in results)  # fmt: skip
+    create_markdown_artifact(
+        key="edgelearn-report",
+        markdown="## edgelearn pipeline run\n\n| stage | status | time |\n|---|---|---|\n"
+        f"{rows}\n\nReport: `{report.resolve()}` (also an artifact of the MLflow run); "
+        f"MLflow: `mlflow ui --backend-store-uri {params.base.tracking_uri}`",
+        description="edgelearn pipeline run: stages, times and where the report is",
+    )
 
 
 def headline_metrics(metrics_dir: Path, stages: list[str]) -> dict[str, float]:

@@ -21,9 +21,9 @@ def supernet_flow(params_path: str = "params.yaml", progress: bool | None = None
                        "training_curves": figures.training_curves(result.history)})  # fmt: skip
         mlflow.log_dict({"subnets": result.subnets}, "supernet/subnets.json")
         # dvc plots needs every row of a file to carry the same keys
-        curve = [{k: h[k] for k in ("epoch", "train_loss", "val_acc_full")} for h in result.history]
-        subnets = [{k: h[k] for k in ("epoch", "val_acc_median_subnet", "val_acc_smallest")}
-                   for h in result.history if "val_acc_median_subnet" in h]  # fmt: skip
+        curve = [{k: h[k] for k in ("epoch", "train_loss")} for h in result.history]
+        keys = ("epoch", "val_acc_full", "val_acc_median_subnet", "val_acc_smallest")
+        subnets = [{k: h[k] for k in keys} for h in result.history if "val_acc_full" in h]
         return s.finish(
             result.metrics,
             step=result.steps,

@@ -1,19 +1,19 @@
-"""Shared fixtures: a real Prefect API server for the session, and a smoke workspace."""
+"""Session fixtures: the espeak-ng binary, a real Prefect API server, and the environment that
+CLI and DVC subprocesses run in."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+from tests.helpers import BIN
+
 QUIET_ENV = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
@@ -21,6 +21,31 @@ QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "FLWR_TELEMETRY_ENABLED": "0",
 }
+
+
+# Fixtures that start a Prefect server or hand tests an environment for CLI/DVC subprocesses:
+# a test that uses one is slow (it must be marked so; `make test-fast` leaves it out).
+SUBPROCESS_FIXTURES = ("prefect_api", "stage_env")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items
+                if set(SUBPROCESS_FIXTURES) & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("slow") is None]  # fmt: skip
+    if unmarked:
+        raise pytest.UsageError(f"these start Prefect or DVC subprocesses but are not marked "
+                                f"slow: {', '.join(unmarked)}")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def espeak() -> str:
+    """The espeak-ng binary. Every test that speaks (the synthesized corpus, the export tests'
+    keywords) takes it from here, and fails, never skips, when it is missing."""
+    path = shutil.which("espeak-ng")
+    if path is None:
+        pytest.fail("espeak-ng is missing: the synthesized corpus and the export tests' keywords "
+                    "are spoken by it (make install installs it)")  # fmt: skip
+    return path
 
 
 def _free_port() -> int:

@@ -1,12 +1,10 @@
 import json
-from pathlib import Path
 
 import pytest
 
 from components.config import Params, load_params, params_from_dict, params_json_schema
 from components.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def test_repo_params_and_smoke_params_validate():

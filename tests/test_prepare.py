@@ -11,7 +11,7 @@ from components.data.labels import CLASSES, SILENCE, UNKNOWN
 from components.data.prepared import load_prepared
 from components.errors import CorpusError
 from components.features import compute_features
-from tests.corpus_builder import BAD_FILES, write_speech_commands
+from tests.helpers.speech_commands import BAD_FILES, write_speech_commands
 
 
 def sc_params(corpus, out_dir="data/prepared", **prepare_overrides):

@@ -86,8 +86,10 @@ def make_server_app(run: Callable[[Grid], object]) -> ServerApp:
 
 def backend_config(sim: SimulationParams) -> dict:
     """Flower's Ray backend settings: worker resources, and how Ray starts or joins a cluster."""
+    # The actors' own output (e.g. "Manually terminating ClientAppActor" at shutdown) stays in
+    # Ray's session logs; a ClientApp's error reaches the server as its reply and is counted.
     init_args: dict[str, object] = {"include_dashboard": False, "logging_level": "WARNING",
-                                    "log_to_driver": True}  # fmt: skip
+                                    "log_to_driver": False}  # fmt: skip
     if sim.address:
         init_args["address"] = sim.address
     else:

@@ -8,6 +8,7 @@ Outputs (``paths.search`` is written whole or not at all): ``arch.json``, ``lut.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -151,7 +152,8 @@ def check_table(
     is the additive model's alone. ``search_table_ms`` keeps the search's prediction."""
     rng = np.random.default_rng(seed + 17)
     archs = {arch_key(o.widths): o.widths for o in outcomes.values()}
-    while len(archs) < len(outcomes) + n_random:
+    wanted = len(archs) + min(n_random, math.prod(len(c) for c in choices) - len(archs))
+    while len(archs) < wanted:  # distinct architectures, as many as the space holds
         w = [int(rng.choice(c)) for c in choices]
         archs.setdefault(arch_key(w), w)
     fresh, latencies = measure.table_with(list(archs.values()))

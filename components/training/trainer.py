@@ -36,11 +36,11 @@ def score_subnet(
 class KwsModule(L.LightningModule):
     """Trains ``net`` on log-mel batches; a ``SuperNet`` gets per-sample ODO widths every step.
 
-    At each epoch's end a super-network logs the validation accuracy of its full network
-    (BN-recalibrated; the best epoch by it is kept), and every ``monitor_every`` epochs and at the
-    last one also of the smallest network and a fixed set of random sub-networks; any other
-    network logs its own validation accuracy as ``val_acc_full``. Scoring is monitoring, not
-    training: its time is kept apart in ``monitor_seconds``.
+    Every ``monitor_every`` epochs and at the last one a super-network logs the validation
+    accuracy of its full network, its smallest one and a fixed set of random sub-networks (each
+    BN-recalibrated, no fine-tuning); any other network logs its own validation accuracy as
+    ``val_acc_full`` after every epoch (one cheap pass). Scoring is monitoring, not training: its
+    time is kept apart in ``monitor_seconds``.
     """
 
     def __init__(
@@ -105,7 +105,8 @@ class KwsModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         epoch, last = self.current_epoch + 1, self.trainer.max_epochs or 0
         started = time.perf_counter()
-        scores = self.evaluate(subnets=epoch % self.p.monitor_every == 0 or epoch >= last)
+        due = epoch % self.p.monitor_every == 0 or epoch >= last
+        scores = self.evaluate() if due or self.supernet is None else {}
         self.monitor_seconds += time.perf_counter() - started
         train_loss = statistics.fmean(self._losses) if self._losses else float("nan")
         self._losses.clear()
@@ -119,22 +120,22 @@ class KwsModule(L.LightningModule):
         self.progress(self.phase, epoch, last, shown)
 
     @torch.no_grad()
-    def evaluate(self, subnets: bool = True) -> dict[str, float]:
-        """Validation scores; ``subnets=False`` scores a super-network's full network only."""
+    def evaluate(self) -> dict[str, float]:
+        """Validation scores (see the class docstring)."""
         was_training = self.net.training
         net = self.supernet
         if net is None:
             scores = {"val_acc_full": accuracy(self.net, self.data.val_x, self.data.val_y)}
         else:
-            full = score_subnet(net, net.space.largest(), self.data, self.calibration)
-            scores = {"val_acc_full": full}
-            if subnets:
-                accs = [score_subnet(net, a, self.data, self.calibration) for a in self.eval_archs]
-                scores["val_acc_smallest"] = score_subnet(
+            accs = [score_subnet(net, a, self.data, self.calibration) for a in self.eval_archs]
+            scores = {
+                "val_acc_full": score_subnet(net, net.space.largest(), self.data, self.calibration),
+                "val_acc_smallest": score_subnet(
                     net, net.space.smallest(), self.data, self.calibration
-                )
-                scores["val_acc_median_subnet"] = statistics.median(accs)
-                scores.update({f"val_acc_subnet{i}": a for i, a in enumerate(accs)})
+                ),
+                "val_acc_median_subnet": statistics.median(accs),
+            }
+            scores.update({f"val_acc_subnet{i}": a for i, a in enumerate(accs)})
         self.net.train(was_training)
         return scores
 
@@ -153,7 +154,6 @@ class FitResult:
     module: KwsModule
     seconds: float  # training alone: wall time of fit() less the monitoring
     monitor_seconds: float  # scoring (sub-)networks at the epochs' ends
-    best_epoch: int
     steps: int
 
 
@@ -164,13 +164,12 @@ def fit(
     seed: int,
     *,
     loggers: Sequence[Any] = (),
-    checkpoint_dir: str | None = None,
     progress: Progress = no_progress,
     phase: str = "epoch",
 ) -> FitResult:
-    """Train ``net`` for ``params.epochs`` and restore the epoch with the best full-network
-    validation accuracy (Lightning checkpoint when ``checkpoint_dir`` is given). After each epoch
-    ``progress(phase, epoch, epochs, figures)`` gets the epoch's loss and validation scores."""
+    """Train ``net`` for ``params.epochs`` (one-cycle schedule; the last epoch is kept: no
+    selection on validation). After each epoch ``progress(phase, epoch, epochs, figures)`` gets
+    the epoch's loss and whatever validation scores the epoch recorded."""
     L.seed_everything(seed, workers=True, verbose=False)
     if params.num_threads:
         torch.set_num_threads(params.num_threads)
@@ -182,21 +181,13 @@ def fit(
         generator=torch.Generator().manual_seed(seed),
     )
     module = KwsModule(net, params, data, params.epochs * len(loader), seed, progress, phase)
-    callbacks: list[Any] = []
-    if checkpoint_dir is not None:
-        callbacks.append(
-            L.pytorch.callbacks.ModelCheckpoint(
-                dirpath=checkpoint_dir, monitor="val_acc_full", mode="max", save_top_k=1
-            )
-        )
     trainer = L.Trainer(
         max_epochs=params.epochs,
         accelerator=params.accelerator,
         devices=params.devices,
         strategy=params.strategy,
         logger=list(loggers) or False,
-        callbacks=callbacks,
-        enable_checkpointing=checkpoint_dir is not None,
+        enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=min(50, len(loader)),
@@ -206,9 +197,4 @@ def fit(
     start = time.perf_counter()
     trainer.fit(module, loader)
     seconds = time.perf_counter() - start - module.monitor_seconds
-    best_epoch = max(module.history, key=lambda h: h["val_acc_full"])["epoch"]
-    best = next((c for c in callbacks if isinstance(c, L.pytorch.callbacks.ModelCheckpoint)), None)
-    if best is not None and best.best_model_path:
-        state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
-        module.load_state_dict(state["state_dict"])
-    return FitResult(module, seconds, module.monitor_seconds, int(best_epoch), trainer.global_step)
+    return FitResult(module, seconds, module.monitor_seconds, trainer.global_step)

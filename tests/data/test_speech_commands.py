@@ -3,7 +3,7 @@ import pytest
 from components.data.labels import UNKNOWN
 from components.data.speech_commands import scan_corpus
 from components.errors import CorpusError
-from tests.corpus_builder import BAD_FILES, write_speech_commands
+from tests.helpers.speech_commands import BAD_FILES, write_speech_commands
 
 
 def test_scan_maps_words_and_speakers(tmp_path):

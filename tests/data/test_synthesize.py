@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import wave
 from pathlib import Path
 
@@ -16,8 +15,6 @@ from components.data import synthesize
 from components.data.labels import BACKGROUND_NOISE_DIR, KEYWORDS, UNKNOWN_WORDS
 from components.data.synthesize import CLIENT_VOICES, SERVER_VOICES, synthesize_corpus
 from components.errors import EdgelearnError
-
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
 TINY = CorpusParams(
     num_server_speakers=4,
@@ -37,7 +34,8 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> tuple[Path, synthesize.CorpusSummary]:
+def corpus(tmp_path_factory, espeak) -> tuple[Path, synthesize.CorpusSummary]:
+    """The tiny corpus, synthesized once for the module (several seconds: slow tests only)."""
     out = tmp_path_factory.mktemp("synth") / "corpus"
     calls: list[tuple[int, int]] = []
     summary = synthesize_corpus(TINY, out, seed=7, progress=lambda d, t: calls.append((d, t)))
@@ -45,6 +43,7 @@ def corpus(tmp_path_factory) -> tuple[Path, synthesize.CorpusSummary]:
     return out, summary
 
 
+@pytest.mark.slow
 def test_layout_and_wav_format(corpus):
     out, summary = corpus
     clips = [p for p in out.glob("*/*.wav") if p.parent.name != BACKGROUND_NOISE_DIR]
@@ -63,6 +62,7 @@ def test_layout_and_wav_format(corpus):
     assert (out / "README.md").read_text().count("espeak-ng") >= 1
 
 
+@pytest.mark.slow
 def test_background_noise(corpus):
     out, summary = corpus
     noises = sorted((out / BACKGROUND_NOISE_DIR).glob("*.wav"))
@@ -73,6 +73,7 @@ def test_background_noise(corpus):
             assert (f.getframerate(), f.getnchannels(), f.getnframes()) == (16000, 1, 48000)
 
 
+@pytest.mark.slow
 def test_speakers_json_pools(corpus):
     out, summary = corpus
     speakers = json.loads((out / "speakers.json").read_text())
@@ -94,6 +95,7 @@ def test_speakers_json_pools(corpus):
     assert on_disk == set(speakers)
 
 
+@pytest.mark.slow
 def test_same_seed_is_byte_identical_and_other_seed_differs(corpus, tmp_path):
     out, _ = corpus
     again = synthesize_corpus(TINY.model_copy(update={"workers": 2}), tmp_path / "a", seed=7)
@@ -113,7 +115,7 @@ def test_missing_espeak_keeps_old_corpus(tmp_path, monkeypatch):
     assert _snapshot(out) == {"old.txt": b"previous corpus"}
 
 
-def test_failure_half_way_keeps_old_corpus_and_cleans_up(tmp_path, monkeypatch):
+def test_failure_half_way_keeps_old_corpus_and_cleans_up(tmp_path, monkeypatch, espeak):
     out = tmp_path / "corpus"
     out.mkdir()
     (out / "old.txt").write_text("previous corpus")

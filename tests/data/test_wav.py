@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from components.data.wav import WavRejected, read_wav, write_wav
-from tests.corpus_builder import BAD_FILES, write_bad_files
+from tests.helpers.speech_commands import BAD_FILES, write_bad_files
 
 
 def test_roundtrip_is_exact_for_pcm16(tmp_path):

@@ -12,9 +12,7 @@ from components.config import Params, params_from_dict
 from components.export import stage
 from components.model.checkpoint import save_subnet
 from components.model.subnet import SubNetwork
-from tests.export import kws
-
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+from tests.helpers import kws
 
 # Timing in tests only has to run: few repeats, and a busy test machine is not an error.
 QUICK_PROFILE = """\
@@ -40,11 +38,9 @@ class Exported:
 
 
 @pytest.fixture(scope="session")
-def corpus(tmp_path_factory):
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is missing: the test keywords need it (make install installs it)")
+def corpus(tmp_path_factory, espeak):
     workdir = tmp_path_factory.mktemp("export-ws")
-    pcm, manifest = kws.build_corpus()
+    pcm, manifest = kws.build_corpus(espeak)
     features = kws.write_prepared(workdir / "data/prepared", pcm, manifest)
     return workdir, pcm, manifest, features
 

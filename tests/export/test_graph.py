@@ -15,8 +15,6 @@ from components.export.stage import Parity, check_parity
 from components.export.verify import ort_session
 from components.features import LogMelFrontend
 
-pytestmark = pytest.mark.slow
-
 
 def test_frontend_matches_training_frontend_in_torch():
     cfg = FeatureParams()
@@ -39,6 +37,7 @@ def test_dft_basis_is_the_windowed_dft():
     assert torch.allclose(got[5:], spectrum.imag, atol=1e-5)
 
 
+@pytest.mark.slow  # the export of the espeak corpus' network
 def test_graph_passes_full_check_with_pinned_opset_and_dynamic_batch(exported):
     proto = onnx.load(str(exported.result.fp32_path))
     onnx.checker.check_model(proto, full_check=True)
@@ -60,6 +59,7 @@ def test_graph_passes_full_check_with_pinned_opset_and_dynamic_batch(exported):
     assert np.allclose(logits1[0], logits5[2], atol=1e-5)
 
 
+@pytest.mark.slow  # the export of the espeak corpus' network
 def test_onnx_runtime_matches_pytorch_on_test_clips(exported):
     m = exported.result.metrics
     assert m["test_clips"] == int((exported.manifest["split"] == "test").sum())
@@ -69,6 +69,7 @@ def test_onnx_runtime_matches_pytorch_on_test_clips(exported):
     assert m["fp32_test_acc"] > 80.0  # 10 keywords right; unheard unknown words may not be
 
 
+@pytest.mark.slow  # the export of the espeak corpus' network
 def test_check_graph_refuses_a_graph_off_contract(exported):
     proto = onnx.load(str(exported.result.fp32_path))
     with pytest.raises(EdgelearnError, match=r"opset 18, export\.opset pins 19"):

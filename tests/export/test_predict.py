@@ -16,20 +16,19 @@ from components.data.labels import KEYWORDS
 from components.data.wav import write_wav
 from components.export.bundle import BundleError
 from components.export.predict import predict_files
-from tests.conftest import BIN
-from tests.export import kws
+from tests.helpers import BIN, kws
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def spoken(tmp_path_factory):
+def spoken(tmp_path_factory, espeak):
     """Each keyword spoken clearly by a voice at a speed and pitch the model never heard,
     as a trimmed (shorter than 1 s) 16 kHz mono WAV."""
     out = tmp_path_factory.mktemp("spoken")
     voice = (*kws.TEST_VOICES[0], 165, 45)
     for word in KEYWORDS:
-        write_wav(out / f"{word}.wav", kws.speak(word, voice))
+        write_wav(out / f"{word}.wav", kws.speak(espeak, word, voice))
     return out
 
 

@@ -13,7 +13,7 @@ from components.export import stage
 from components.export.bundle import SUMS, BundleError, open_bundle
 from components.export.gates import ExportCheckError
 from components.model.checkpoint import save_subnet
-from tests.export import kws
+from tests.helpers import kws
 
 
 def test_missing_model_is_one_clear_error(tmp_path):

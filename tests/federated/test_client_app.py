@@ -33,9 +33,10 @@ from components.federated.strategy import (
 from components.federated.training import count_correct, materialize
 from components.federated.variables import ModelLayout
 from components.model.checkpoint import load_subnet_file
-from tests.conftest import ROOT
-from tests.federated.builders import write_prepared, write_start_model
-from tests.federated.fake_grid import FakeGrid
+from tests.helpers import ROOT
+from tests.helpers.fake_grid import FakeGrid
+from tests.helpers.federated import write_start_model
+from tests.helpers.toy_data import write_prepared
 
 CLIENTS, SEED = 3, 7
 

@@ -10,7 +10,7 @@ from components.federated.payload import (
     encode_payload,
     payload_bytes,
 )
-from tests.federated.test_variables import LAYOUT, NET
+from tests.helpers.federated import LAYOUT, NET
 
 
 def full_state() -> dict[str, torch.Tensor]:

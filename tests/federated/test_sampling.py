@@ -16,7 +16,7 @@ from components.federated.sampling import (
     sample_clients,
 )
 from components.federated.variables import select_trainable
-from tests.federated.builders import TOY_LAYOUT
+from tests.helpers.federated import TOY_LAYOUT
 
 # nodes 100.., client ids 0..7; client 3 holds no training clips
 CLIENTS = [ClientInfo(100 + i, i, 0 if i == 3 else 10, 5) for i in range(8)]

@@ -18,7 +18,7 @@ from components.federated.screening import (
     screen_reply,
     short_reason,
 )
-from tests.federated.builders import TOY_LAYOUT, toy_model
+from tests.helpers.federated import TOY_LAYOUT, toy_model
 
 SENT = toy_model()
 TRAINABLE = ("stem.bias", "head.weight")

@@ -13,8 +13,9 @@ from components.data.prepared import load_prepared
 from components.data.splits import CLIENT, TEST
 from components.federated import stage
 from components.model.checkpoint import load_subnet_file
-from tests.conftest import ROOT
-from tests.federated.builders import write_prepared, write_start_model
+from tests.helpers import ROOT
+from tests.helpers.federated import write_start_model
+from tests.helpers.toy_data import write_prepared
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -25,8 +25,8 @@ from components.federated.strategy import (
     arrays_to_numpy,
     numpy_to_arrays,
 )
-from tests.federated.builders import TOY_LAYOUT, toy_model
-from tests.federated.fake_grid import FakeGrid
+from tests.helpers.fake_grid import FakeGrid
+from tests.helpers.federated import TOY_LAYOUT, toy_model
 
 F32 = np.float32
 SEED = 7

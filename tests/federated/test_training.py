@@ -5,24 +5,22 @@ import torch.nn.functional as F
 from components.federated.compression import QuantizedTensor, dequantize, quantize
 from components.federated.training import ClientModel, LocalConfig, materialize
 from components.model.subnet import SubNetwork
-from tests.federated.test_variables import LAYOUT
-from tests.supernet.test_model import SPACE
-from tests.supernet.test_train import banded_data
-
-WIDTHS = [16, 8, 24, 0]
+from tests.helpers.federated import LAYOUT, WIDTHS
+from tests.helpers.spaces import SMALL_SPACE
+from tests.helpers.toy_data import banded_tensors
 
 
 def random_state(seed: int = 0) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
-    net = SubNetwork(SPACE, WIDTHS)
+    net = SubNetwork(SMALL_SPACE, WIDTHS)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_var.uniform_(0.5, 2.0)
     return {n: t.clone() for n, t in net.state_dict().items() if n in LAYOUT.names}
 
 
-CONFIG = SubNetwork(SPACE, WIDTHS).config
-X, Y = banded_data(12, 0)
+CONFIG = SubNetwork(SMALL_SPACE, WIDTHS).config
+X, Y = banded_tensors(12, 0)
 
 
 def local(trainable, steps=1, lr=0.1, **kw) -> LocalConfig:

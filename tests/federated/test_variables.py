@@ -1,13 +1,8 @@
 import numpy as np
 import pytest
 
-from components.federated.variables import ModelLayout, layer_name, select_trainable
-from components.model.subnet import SubNetwork
-from tests.supernet.test_model import SPACE
-
-# SPACE: stem, stage 1 (16 ch, 2 blocks), a transition, stage 2 (24 ch, 2 blocks), head
-NET = SubNetwork(SPACE, [16, 8, 24, 0])
-LAYOUT = ModelLayout.from_model(NET)
+from components.federated.variables import layer_name, select_trainable
+from tests.helpers.federated import LAYOUT, NET
 
 
 def test_layout_lists_float_state_in_order_with_layers():

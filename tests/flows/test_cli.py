@@ -1,6 +1,11 @@
+"""The ``edgelearn`` command line: params printing, the exit code of bad input, the stages."""
+
 import json
 
+import yaml
+
 from flows.cli import STAGES, USER_ERROR_EXIT, main
+from tests.helpers import ROOT
 
 
 def test_params_schema_prints_json(capsys):
@@ -26,8 +31,4 @@ def test_bad_params_exit_2_with_one_message(capsys, tmp_path):
 
 
 def test_every_dvc_stage_has_a_cli_stage():
-    import yaml
-
-    from tests.conftest import ROOT
-
     assert set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]) == set(STAGES)

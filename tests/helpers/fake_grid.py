@@ -76,3 +76,21 @@ class FakeGrid(Grid):
 
     def sent_of_type(self, message_type: str) -> list[Message]:
         return [m for m in self.sent if m.metadata.message_type == message_type]
+
+
+def simulate_in_process(monkeypatch) -> None:
+    """Make ``components.federated.stage.run`` run its federation here, without Ray: the
+    ServerApp's body gets a ``FakeGrid`` whose node ``100 + k`` is the real ClientApp with
+    ``partition-id`` k, as Flower's simulation engine would give it."""
+    from flwr.app import Context, RecordDict
+
+    from components.federated import stage
+
+    def simulate(server_main, client_app, num_clients, sim) -> None:
+        contexts = {100 + k: Context(1, 100 + k, {"partition-id": k}, RecordDict(), {})
+                    for k in range(num_clients)}  # fmt: skip
+        server_main(FakeGrid({n: (lambda msg, n=n: client_app(msg, contexts[n]))
+                              for n in contexts}))  # fmt: skip
+
+    monkeypatch.setattr(stage, "make_server_app", lambda main: main)
+    monkeypatch.setattr(stage, "simulate", simulate)

@@ -6,7 +6,6 @@ spoken keywords; small enough to build and train in seconds.
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,9 +36,10 @@ SPACE = SearchSpace(stem_stride=(2, 4), stages=(StageSpec(16, 1, 1), StageSpec(3
 WIDTHS = [16, 32, 32]
 
 
-def speak(word: str, voice: tuple[str, str, int, int]) -> np.ndarray:
-    """A clearly spoken, trimmed utterance at -20 dBFS RMS."""
-    x = trim_silence(espeak(shutil.which("espeak-ng") or "espeak-ng", word, *voice))
+def speak(exe: str, word: str, voice: tuple[str, str, int, int]) -> np.ndarray:
+    """A clearly spoken, trimmed utterance at -20 dBFS RMS (``exe``: the espeak-ng binary, from
+    the ``espeak`` fixture)."""
+    x = trim_silence(espeak(exe, word, *voice))
     return (x * (0.1 / max(float(np.sqrt(np.mean(x**2))), 1e-9))).astype(np.float32)
 
 
@@ -61,7 +61,7 @@ def background(rng: np.random.Generator) -> np.ndarray:
     return x / np.sqrt(np.mean(x**2)) * 10 ** (rng.uniform(-45, -25) / 20)
 
 
-def build_corpus(seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
+def build_corpus(exe: str, seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
     """int16 clips and a prepare-style manifest: server train (8 voices at 2 speeds and pitches,
     a clean and a noisy take of each word) and server/client test (2 of the voices at an unheard
     speed and pitch, a clean take and two at 30 dB SNR)."""
@@ -74,7 +74,7 @@ def build_corpus(seed: int = 0) -> tuple[np.ndarray, pd.DataFrame]:
         (w, (*v, *TEST_PROSODY), "test") for v in TEST_VOICES for w in (*KEYWORDS, *UNKNOWN_TEST)
     ]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        words = list(pool.map(lambda job: speak(job[0], job[1]), jobs))
+        words = list(pool.map(lambda job: speak(exe, job[0], job[1]), jobs))
     clips, rows = [], []
     for (word, voice, split), audio in zip(jobs, words, strict=True):
         label = word if word in KEYWORDS else UNKNOWN

@@ -1,26 +1,15 @@
-"""Latency tables: interpolation, prediction, saving and importing, and the timing harness."""
+"""Latency tables: interpolation, prediction, saving and importing, measured on a fake device."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from components.errors import ConfigError
-from components.latency import (
-    DeviceProfile,
-    Latency,
-    NoisyMeasurementError,
-    load_profile,
-    measure,
-    median_interval,
-    onnx_bytes,
-    time_interleaved,
-)
+from components.latency import Latency
 from components.model.space import SearchSpace, StageSpec
 from components.model.supernet import SuperNet
 from components.search.lut import (
@@ -31,11 +20,8 @@ from components.search.lut import (
     measurement_grid,
     network_latency,
 )
-
-SPACE = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
-                    stages=(StageSpec(16, 2, 1), StageSpec(16, 1, 2)))  # fmt: skip
-QUICK = DeviceProfile(name="test", warmup=2, repeats=10, min_sample_ms=0.2, precision=0.5,
-                      max_seconds=5.0, max_uncertainty=0.9)  # fmt: skip
+from tests.helpers.search import QUICK
+from tests.helpers.spaces import TINY_SPACE as SPACE
 
 
 def test_grid_and_interpolation() -> None:
@@ -112,78 +98,6 @@ def test_import_refuses_a_table_for_another_space_or_a_broken_file(tmp_path: Pat
         LatencyTable.load(path)
     with pytest.raises(ConfigError, match="not found"):
         LatencyTable.load(tmp_path / "missing.json")
-
-
-def test_profiles_registry_and_errors(tmp_path: Path) -> None:
-    profile = load_profile("cpu-1thread")
-    assert profile.threads == 1 and profile.budget.fraction == 0.5
-    assert profile.budget.resolve(2.0) == 1.0
-    with pytest.raises(ConfigError, match=r"unknown device profile 'pixel9'.*cpu-1thread"):
-        load_profile("pixel9")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("name: x\nthreads: 0\nbudget: {ms: 1.0, fraction: 0.5}\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: invalid device profile: threads.*budget"):
-        load_profile(str(bad))
-
-
-def test_measure_times_a_real_model_and_refuses_noise() -> None:
-    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU())
-    example = torch.zeros(1, 16)
-    blob = onnx_bytes(model, (example,))
-    feed = {"input": example.numpy()}
-    result = measure(blob, feed, QUICK)
-    assert 0 < result.p10_ms <= result.median_ms <= result.p90_ms < 50
-    assert result.runs_per_sample >= 1
-    assert result.ci_low_ms <= result.median_ms <= result.ci_high_ms
-    strict = QUICK.model_copy(
-        update={"precision": 1e-9, "max_uncertainty": 1e-9, "max_seconds": 0.05}
-    )
-    with pytest.raises(NoisyMeasurementError, match=r"tiny on 'test': after 0 s the median is"):
-        measure(blob, feed, strict, what="tiny")
-
-
-def test_median_interval_is_the_binomial_order_statistics() -> None:
-    # n = 100: ranks 50 -+ 1.96 * 10 / 2 = 40.2 .. 59.8 -> order statistics 40 and 60 (0-based)
-    samples = np.arange(100, dtype=float)[::-1]
-    assert median_interval(samples) == (40.0, 60.0)
-    assert median_interval(np.full(7, 3.0)) == (3.0, 3.0)
-
-
-def test_sampling_stops_at_the_precision_or_after_max_seconds() -> None:
-    x = torch.zeros(1, 16)
-    blob = onnx_bytes(torch.nn.Linear(16, 16), (x,))
-    feed = {"input": x.numpy()}
-    loose = QUICK.model_copy(update={"repeats": 10, "min_sample_ms": 0.0})
-    quick = measure(blob, feed, loose)  # precise enough after a block or a few
-    assert quick.repeats >= 10 and quick.repeats % 10 == 0 and quick.uncertainty <= 0.5
-    tight = loose.model_copy(update={"precision": 1e-9, "max_seconds": 0.3})
-    result = measure(blob, feed, tight)  # never that precise: accepted at max_uncertainty
-    assert result.repeats > quick.repeats and result.seconds >= 0.3
-    assert result.uncertainty <= tight.max_uncertainty
-
-
-def test_interleaved_timing_alternates_models_and_spans_min_seconds() -> None:
-    calls: list[str] = []
-
-    def run(name: str, spin: int):
-        def call() -> None:
-            calls.append(name)
-            sum(range(spin))
-
-        return call
-
-    profile = QUICK.model_copy(update={"repeats": 5, "min_sample_ms": 0.0, "min_seconds": 0.05})
-    result = time_interleaved({"a": run("a", 10), "b": run("b", 2000)}, profile)
-    assert result["a"].median_ms < result["b"].median_ms
-    assert result["a"].repeats == result["b"].repeats > 5  # more samples to last 50 ms
-    timed = calls[-2 * result["a"].repeats * 2 :]  # each sample: one untimed run + one timed
-    assert timed.count("a") == timed.count("b")
-    assert max(len(list(g)) for _, g in itertools.groupby(timed)) <= 4  # never long runs of one
-    strict = profile.model_copy(
-        update={"precision": 1e-9, "max_uncertainty": 1e-9, "max_seconds": 0.06}
-    )
-    with pytest.raises(NoisyMeasurementError, match="latency of a, b on 'test'"):
-        time_interleaved({"a": run("a", 10), "b": run("b", 2000)}, strict)
 
 
 def test_network_latency_measures_an_extracted_subnet() -> None:

@@ -6,14 +6,11 @@ from collections.abc import Sequence
 
 import torch
 
-from components.model.space import SearchSpace, StageSpec
 from components.model.subnet import extract_subnet
 from components.model.supernet import SuperNet
 from components.search.netadapt import NetAdaptConfig, implant, netadapt_v1
 from components.training.data import ServerData
-
-SPACE = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
-                    stages=(StageSpec(16, 2, 1), StageSpec(16, 1, 2)))  # fmt: skip
+from tests.helpers.spaces import TINY_SPACE as SPACE
 
 
 class Channels:

@@ -1,0 +1,76 @@
+"""The search stage without timing anything: a stub device whose latency is an exact additive
+table, and the stage's inputs (a small super-network checkpoint and the toy prepared data)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+
+from components.latency import DeviceProfile, Latency
+from components.model.checkpoint import save_supernet
+from components.model.space import SearchSpace
+from components.progress import Progress, no_progress
+from components.search.lut import LatencyTable
+from tests.helpers.spaces import STAGE_SPACE, randomized_supernet
+from tests.helpers.toy_data import write_prepared
+
+# Timing in tests only has to run: few samples, a loose precision, a busy machine no error.
+QUICK = DeviceProfile(name="test", warmup=2, repeats=10, min_sample_ms=0.2, precision=0.5,
+                      max_seconds=5.0, max_uncertainty=0.9)  # fmt: skip
+
+# STAGE_SPACE's device: 1 ms with both layers removed; layer 0 adds 1 ms per 8 channels, layer 1
+# 1.5 ms. The full network [16, 16] takes 6 ms.
+BASE_MS = 1.0
+LAYER_MS = [{0: 0.0, 8: 1.0, 16: 2.0}, {0: 0.0, 8: 1.5, 16: 3.0}]
+
+
+def additive_table(space: SearchSpace = STAGE_SPACE, base_ms: float = BASE_MS,
+                   layer_ms: Sequence[dict[int, float]] = LAYER_MS) -> LatencyTable:  # fmt: skip
+    layers = [dict(t) for t in layer_ms]
+    table = LatencyTable(space, {"name": "stub"}, base_ms, layers, [sorted(t) for t in layers])
+    table.info["full_ms"] = table.predict(space.largest())
+    return table
+
+
+def latency(ms: float) -> Latency:
+    """A measurement with no spread at all."""
+    return Latency(ms, ms, ms, ms, ms, 10, 1, ms, ms, 0.0)
+
+
+class StubMeasurer:
+    """``components.search.measure.LatencyMeasurer`` for a device that is the table itself:
+    a whole network measures what the table predicts, times ``slowdown``. Records its calls."""
+
+    def __init__(self, table: LatencyTable | None = None, slowdown: float = 1.0) -> None:
+        self.device = table or additive_table()
+        self.slowdown = slowdown
+        self.calls: list[str] = []
+
+    def ms(self, widths: Sequence[int]) -> float:
+        return self.device.predict(widths) * self.slowdown
+
+    def table(self, progress: Progress = no_progress) -> LatencyTable:
+        self.calls.append("table")
+        progress("latency table", 1, 1)
+        return copy.deepcopy(self.device)  # the stage writes into the table's info
+
+    def latencies(
+        self, lut: LatencyTable, archs: Sequence[Sequence[int]], quick: bool = False,
+        phase: str = "", progress: Progress = no_progress,
+    ) -> list[float]:  # fmt: skip
+        self.calls.append("quick latencies" if quick else "latencies")
+        return [self.ms(a) for a in archs]
+
+    def table_with(self, archs: Sequence[Sequence[int]]) -> tuple[LatencyTable, list[Latency]]:
+        self.calls.append("table_with")
+        return copy.deepcopy(self.device), [latency(self.ms(a)) for a in archs]
+
+
+def write_search_inputs(workdir: Path, train_seconds: float = 1.5) -> None:
+    """``data/prepared`` (toy data with a validation split and two clients) and
+    ``models/supernet.ckpt`` (STAGE_SPACE, randomized weights) under ``workdir``."""
+    write_prepared(workdir / "data/prepared", clients=2, test=4, val=24)
+    net = randomized_supernet(space=STAGE_SPACE)
+    save_supernet(workdir / "models/supernet.ckpt", net,
+                  {"metrics": {"train_seconds": train_seconds}})  # fmt: skip
