@@ -9,12 +9,16 @@ STAMP := $(VENV)/.installed
 
 install: system-deps $(STAMP)
 
+# pip's own chatter (index warnings, setuptools' editable-install notice) goes to a log that is
+# shown only when the install fails.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=23.2" >/dev/null
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither" || true
+	@echo "installing the pinned Python packages into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(BIN)/python -m pip install --quiet --upgrade "pip>=23.2" \
+		&& $(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'; } \
+		> $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; echo "install failed (above)"; exit 1; }
 	@$(BIN)/python -c "import torch, prefect, mlflow, dvc, flwr, onnxruntime, lightning" \
-		|| { echo "install failed: see the pip output above"; exit 1; }
+		|| { cat $(VENV)/install.log; echo "install failed: see the pip output above"; exit 1; }
 	@touch $(STAMP)
 
 system-deps:

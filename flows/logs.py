@@ -8,7 +8,8 @@ import warnings
 # Loggers that narrate routine work at INFO (HTTP calls, migrations, device summaries).
 # Flower's own per-round summary repeats what the finetune stage logs for every round.
 CHATTY = ("httpx", "httpcore", "alembic", "urllib3", "lightning", "lightning.pytorch",
-          "lightning.fabric", "pytorch_lightning", "flwr", "mlflow.store.db.utils")  # fmt: skip
+          "lightning.fabric", "pytorch_lightning", "flwr", "mlflow.store.db.utils",
+          "onnxscript", "onnx_ir", "onnxruntime.quantization", "torch.onnx")  # fmt: skip
 
 
 class FirstLineOnly(logging.Filter):

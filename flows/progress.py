@@ -44,15 +44,15 @@ class StageProgress:
                 bar.set_postfix({k: round(v, 4) for k, v in figures.items()}, refresh=False)
             bar.refresh()
             return
-        # Coarse phases (epochs, rounds, iterations: up to ~100 units) get a line per unit, at
-        # most one a second; fine ones (speakers, table entries) one every MIN_LOG_INTERVAL_S.
-        # The first and the last unit of a phase always get theirs.
+        # Coarse phases (epochs, rounds, iterations: up to ~100 units, or an unknown number) get
+        # a line per unit; fine ones (speakers, table entries) one every MIN_LOG_INTERVAL_S, and
+        # always the first and the last.
         now = time.monotonic()
         coarse = 0 < total <= 100 or total == 0
-        interval = 1.0 if coarse else MIN_LOG_INTERVAL_S
         first = phase not in self.last_line
         finished = bool(total) and done >= total
-        if not (first or finished or now - self.last_line[phase] >= interval):
+        recent = now - self.last_line.get(phase, 0.0) < MIN_LOG_INTERVAL_S
+        if not (coarse or first or finished or not recent):
             return
         self.last_line[phase] = now
         count = f"{done}/{total}" if total else f"{done}"

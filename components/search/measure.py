@@ -45,8 +45,8 @@ class OnnxRuntimeMeasurer:
         self.quick = profile.model_copy(update={
             "repeats": quick_repeats, "min_seconds": 0.0,
             "precision": max(profile.precision, 0.03),
-            "max_uncertainty": max(profile.max_uncertainty, 0.1),
-            "max_seconds": min(profile.max_seconds, 30.0),
+            "max_uncertainty": max(profile.max_uncertainty, 0.5),
+            "max_seconds": min(profile.max_seconds, 10.0),
         })  # fmt: skip
 
     def table(self, progress: Progress = no_progress) -> LatencyTable:
