@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps run smoke test test-fast lint bench clean-smoke
+.PHONY: install system-deps test-deps run smoke test test-fast lint bench clean-smoke
 
 install: system-deps $(STAMP)
 
@@ -24,13 +24,16 @@ $(STAMP): pyproject.toml constraints.txt
 system-deps:
 	@bash scripts/install-system-deps.sh
 
+test-deps:
+	@bash scripts/install-test-deps.sh
+
 run: install
 	$(BIN)/edgelearn run
 
 smoke: install
 	$(BIN)/edgelearn run --smoke
 
-test: install
+test: install test-deps
 	$(BIN)/python -m pytest
 
 # The unit tests: everything not marked slow (no Prefect server, Ray, pipeline or export runs).

@@ -9,7 +9,7 @@ import warnings
 # Flower's own per-round summary repeats what the finetune stage logs for every round.
 CHATTY = ("httpx", "httpcore", "alembic", "urllib3", "lightning", "lightning.pytorch",
           "lightning.fabric", "pytorch_lightning", "flwr", "mlflow.store.db.utils",
-          "onnxscript", "onnx_ir", "onnxruntime.quantization", "torch.onnx")  # fmt: skip
+          "onnxscript", "onnx_ir", "onnxruntime.quantization")  # fmt: skip
 
 
 class FirstLineOnly(logging.Filter):
@@ -64,6 +64,8 @@ def quiet_third_party() -> None:
         logger.setLevel(logging.WARNING)
         logger.handlers.clear()
         logger.propagate = True
+    # the dynamo exporter warns on every export that torchvision's operators are not registered
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     server_logger = logging.getLogger("prefect")
     if _HINTS not in server_logger.filters:
         server_logger.addFilter(_HINTS)

@@ -44,15 +44,14 @@ class StageProgress:
                 bar.set_postfix({k: round(v, 4) for k, v in figures.items()}, refresh=False)
             bar.refresh()
             return
-        # Coarse phases (epochs, rounds, iterations: up to ~100 units, or an unknown number) get
-        # a line per unit; fine ones (speakers, table entries) one every MIN_LOG_INTERVAL_S, and
-        # always the first and the last.
+        # A unit that reports figures (an epoch, a round, an MCD iteration) gets its line; units
+        # without (speakers, table entries) one every MIN_LOG_INTERVAL_S, and always the first
+        # and the last.
         now = time.monotonic()
-        coarse = 0 < total <= 100 or total == 0
         first = phase not in self.last_line
         finished = bool(total) and done >= total
         recent = now - self.last_line.get(phase, 0.0) < MIN_LOG_INTERVAL_S
-        if not (coarse or first or finished or not recent):
+        if not (figures or first or finished or not recent):
             return
         self.last_line[phase] = now
         count = f"{done}/{total}" if total else f"{done}"

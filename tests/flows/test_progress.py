@@ -53,12 +53,20 @@ def test_a_coarse_phase_logs_every_unit_with_its_figures(logged):
     ]
 
 
-def test_coarse_units_log_every_unit_however_fast(logged):
+def test_units_with_figures_log_however_fast(logged):
     progress, clock, lines = logged
     for done in range(1, 11):
         clock.now += 0.25  # rounds and MCD iterations can be quick: each still gets its line
-        progress("iteration", done, 10)
-    assert lines == [f"iteration {d}/10 " for d in range(1, 11)]
+        progress("round", done, 10, {"acc": float(done)})
+    assert lines == [f"round {d}/10 acc={float(d):g}" for d in range(1, 11)]
+
+
+def test_units_without_figures_are_throttled_even_when_few(logged):
+    progress, clock, lines = logged
+    for done in range(1, 40):  # 39 table entries exported in a few seconds
+        clock.now += 0.1
+        progress("latency table", done, 39)
+    assert lines == ["latency table 1/39 ", "latency table 39/39 "]
 
 
 def test_fine_phases_are_throttled(logged):
@@ -71,19 +79,20 @@ def test_fine_phases_are_throttled(logged):
     assert len(lines) == 8  # 1, 81, 161, ..., 481 and 500: not one a unit, and not none
 
 
-def test_unknown_totals_are_coarse_and_phases_are_throttled_apart(logged):
+def test_phases_are_throttled_apart(logged):
     progress, clock, lines = logged
-    progress("MCD iteration", 1, 0)
+    progress("MCD iteration", 1, 0, {"target_ms": 2.0})
     progress("speakers", 1, 240)
     clock.now += 0.5
-    progress("MCD iteration", 2, 0)  # an unknown total is coarse: every unit
-    progress("speakers", 2, 240)  # too soon for a fine phase
+    progress("MCD iteration", 2, 0, {"target_ms": 1.8})  # figures: its own line
+    progress("speakers", 2, 240)  # too soon for a phase without figures
     clock.now += 0.5
     progress("MCD iteration", 3, 0, {"target_ms": 1.5})
-    progress("speakers", 3, 240)  # a fine phase waits MIN_LOG_INTERVAL_S
+    progress("speakers", 3, 240)  # waits MIN_LOG_INTERVAL_S
     progress("speakers", 240, 240)  # the last always logs
-    assert lines == ["MCD iteration 1 ", "speakers 1/240 ", "MCD iteration 2 ",
-                     "MCD iteration 3 target_ms=1.5", "speakers 240/240 "]  # fmt: skip
+    assert lines == ["MCD iteration 1 target_ms=2", "speakers 1/240 ",
+                     "MCD iteration 2 target_ms=1.8", "MCD iteration 3 target_ms=1.5",
+                     "speakers 240/240 "]  # fmt: skip
 
 
 def test_on_a_terminal_bars_replace_the_log_lines(logged, capsys):
