@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -341,61 +341,3 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 
 def params_json_schema() -> str:
     return json.dumps(Params.model_json_schema(), indent=2)
-
-
-class UndeclaredParamError(ConfigError):
-    """A stage read a parameter that its ``dvc.yaml`` entry does not list (DVC would not rerun it
-    when that value changes)."""
-
-
-class ParamsView:
-    """``Params`` as one stage may see it: only the declared keys (``"supernet"`` a whole
-    section, ``"search.profile"`` one key) can be read; anything else raises
-    ``UndeclaredParamError`` naming the key, so a stage cannot depend on a value that
-    ``dvc.yaml`` does not track."""
-
-    def __init__(self, obj: Any, declared: frozenset[str], stage: str, prefix: str = "") -> None:
-        self._obj, self._declared, self._stage, self._prefix = obj, declared, stage, prefix
-
-    def __getattr__(self, name: str) -> Any:
-        key = f"{self._prefix}{name}"
-        value = getattr(self._obj, name)
-        parts = key.split(".")
-        if any(".".join(parts[:i]) in self._declared for i in range(1, len(parts) + 1)):
-            return value
-        if isinstance(value, BaseModel) and any(d.startswith(f"{key}.") for d in self._declared):
-            return ParamsView(value, self._declared, self._stage, f"{key}.")
-        raise UndeclaredParamError(
-            f"stage {self._stage!r} reads {key}, which its dvc.yaml entry does not list: add it "
-            "under the stage's params (or ${...} it in deps/outs), or stop reading it"
-        )
-
-    def __repr__(self) -> str:
-        return f"ParamsView({self._stage!r}, {sorted(self._declared)})"
-
-
-def restrict(params: Params, declared: set[str] | frozenset[str], stage: str) -> Params:
-    """A view of ``params`` that lets ``stage`` read only ``declared`` keys (see ParamsView)."""
-    for key in declared:
-        node: Any = params
-        for part in key.split("."):
-            if not isinstance(node, BaseModel) or part not in type(node).model_fields:
-                raise ConfigError(f"dvc.yaml: stage {stage!r} lists {key}, which params has not")
-            node = getattr(node, part)
-    return cast(Params, ParamsView(params, frozenset(declared), stage))
-
-
-def declared_values(params: Params, declared: set[str] | frozenset[str]) -> dict[str, Any]:
-    """The declared keys' values as a nested dict (what a stage's MLflow run logs as params)."""
-    out: dict[str, Any] = {}
-    for key in sorted(declared):
-        node: Any = params
-        for part in key.split("."):
-            node = getattr(node, part)
-        value = node.model_dump(mode="json") if isinstance(node, BaseModel) else node
-        target = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[leaf] = value
-    return out

@@ -14,7 +14,8 @@ import mlflow
 from matplotlib.figure import Figure
 from prefect import get_run_logger
 
-from components.config import Params, declared_values, load_params, restrict
+from components.config import Params, load_params
+from components.config_view import declared_values, restrict
 from components.io import write_json_atomic
 from flows.contract import declared_keys
 from flows.logs import quiet_third_party

@@ -16,13 +16,8 @@ from typing import Any
 import pytest
 
 from components import corpus, prepare
-from components.config import (
-    Params,
-    ParamsView,
-    UndeclaredParamError,
-    params_from_dict,
-    restrict,
-)
+from components.config import Params, params_from_dict
+from components.config_view import ParamsView, UndeclaredParamError, restrict
 from components.federated import stage as finetune
 from components.search import stage as search
 from components.supernet import stage as supernet

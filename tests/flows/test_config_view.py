@@ -1,19 +1,12 @@
-"""What ``flows.runner`` hands a stage: ``components.config.restrict``, a view of the params that
-reads only the keys the stage's dvc.yaml entry declares."""
+"""What ``flows.runner`` hands a stage: ``components.config_view.restrict``, a view of the
+params that reads only the keys the stage's dvc.yaml entry declares."""
 
 from __future__ import annotations
 
 import pytest
 
-from components.config import (
-    FeatureParams,
-    Params,
-    SupernetParams,
-    UndeclaredParamError,
-    declared_values,
-    params_from_dict,
-    restrict,
-)
+from components.config import FeatureParams, Params, SupernetParams, params_from_dict
+from components.config_view import UndeclaredParamError, declared_values, restrict
 from components.errors import ConfigError
 
 PARAMS = params_from_dict(
