@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 system-deps:
 	@bash scripts/install-system-deps.sh
+	@bash scripts/install-real-voices.sh
 
 test-deps:
 	@bash scripts/install-test-deps.sh

@@ -17,7 +17,6 @@ import torch
 
 from bench.common import arguments, quiet, save, table
 from components.config import load_params
-from components.data.labels import CLASSES
 from components.model.evaluate import accuracy, recalibrate_batch_norm
 from components.model.space import (
     SearchSpace,
@@ -51,7 +50,7 @@ def main() -> None:
     seed = params.base.seed
     data = load_server_data(Path(params.paths.prepared))
     test = load_server_data(Path(params.paths.prepared), split_eval="test")
-    space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
+    space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(data.classes))
 
     torch.manual_seed(seed)
     net = SuperNet(space)

@@ -19,7 +19,6 @@ import torch
 
 from bench.common import arguments, quiet, save, table
 from components.config import load_params
-from components.data.labels import CLASSES
 from components.model.space import space_from_params
 from components.model.supernet import SuperNet
 from components.training.data import load_server_data
@@ -51,7 +50,9 @@ def main() -> None:
     rows, records = [], []
     for text in args.overrides:
         p = params.supernet.model_copy(update=json.loads(text))
-        space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
+        space = space_from_params(
+            p, data.train_x.shape[1], data.train_x.shape[2], len(data.classes)
+        )
         torch.manual_seed(seed)
         net = SuperNet(space)
         net.norm.set_stats(data.train_x)

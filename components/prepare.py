@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from components.config import Params
-from components.data.labels import CLASSES, SILENCE, UNKNOWN
+from components.data.labels import SILENCE, UNKNOWN, classes_of
 from components.data.prepared import MANIFEST_COLUMNS, write_prepared
 from components.data.speech_commands import Clip, CorpusScan, Rejection, scan_corpus
 from components.data.splits import (
@@ -138,10 +138,10 @@ def _row_order(row: Row) -> tuple[int, int, int, str, int]:
     return (0 if a.pool == SERVER else 1, a.client, split_rank, row.path, row.offset)
 
 
-def _manifest(rows: list[Row]) -> pd.DataFrame:
+def _manifest(rows: list[Row], classes: tuple[str, ...]) -> pd.DataFrame:
     return pd.DataFrame(
         [
-            (i, r.path, r.speaker, r.label, CLASSES.index(r.label), r.assignment.pool,
+            (i, r.path, r.speaker, r.label, classes.index(r.label), r.assignment.pool,
              r.assignment.split, r.assignment.client, r.offset, r.gain, r.sha256)
             for i, r in enumerate(rows)
         ],
@@ -152,7 +152,9 @@ def _manifest(rows: list[Row]) -> pd.DataFrame:
 def run(params: Params, workdir: Path = Path(".")) -> PrepareResult:
     """Build ``paths.prepared`` from the configured corpus; the old output survives any failure."""
     root = corpus_root(params, workdir)
-    scan = scan_corpus(root)
+    keywords = params.prepare.keywords
+    classes = classes_of(keywords)
+    scan = scan_corpus(root, keywords)
     clips, audio, digests, rejected = _load_clips(scan, params)
     if not clips:
         reasons = Counter(r.reason.split(":")[0] for r in rejected).most_common(3)
@@ -169,16 +171,16 @@ def run(params: Params, workdir: Path = Path(".")) -> PrepareResult:
         seed=params.base.seed,
     )
     labels = [c.label for c in clips]
-    keep = balance_unknown(
-        labels, split.assignments, params.prepare.unknown_ratio, params.base.seed
-    )
+    keep = balance_unknown(labels, split.assignments, params.prepare.unknown_ratio,
+                           params.base.seed, num_keywords=len(keywords))  # fmt: skip
     rows = [
         Row(c.path, c.speaker, c.label, a, digests[c.path])
         for c, a, k in zip(clips, split.assignments, keep, strict=True)
         if a is not None and k
     ]
     noise = [rel for rel in scan.noise_files if rel in audio]
-    counts = silence_counts(split.assignments, keep, params.prepare.silence_ratio)
+    counts = silence_counts(split.assignments, keep, params.prepare.silence_ratio,
+                            num_speech_classes=len(keywords) + 1)  # fmt: skip
     clip_samples = params.features.clip_samples
     rows += _silence_rows(counts, noise, audio, digests, clip_samples, params.base.seed)
     if not noise:
@@ -206,7 +208,7 @@ def run(params: Params, workdir: Path = Path(".")) -> PrepareResult:
         "num_test": server[TEST],
         "num_client_train": client[TRAIN],
         "num_client_test": client[TEST],
-        "num_classes": len(CLASSES),
+        "num_classes": len(classes),
         "num_speakers": len({r.speaker for r in rows if r.speaker}),
         "num_clients": len(split.clients),
         "num_rejected_files": len(rejected),
@@ -217,7 +219,7 @@ def run(params: Params, workdir: Path = Path(".")) -> PrepareResult:
     summary = {
         "source": params.prepare.source,
         "corpus": str(root),
-        "classes": list(CLASSES),
+        "classes": list(classes),
         "features": params.features.model_dump(),
         "feature_shape": list(features.shape[1:]),
         "counts": metrics,
@@ -226,7 +228,7 @@ def run(params: Params, workdir: Path = Path(".")) -> PrepareResult:
         "official_lists": bool(scan.validation or scan.testing),
     }
     out_dir = workdir / params.paths.prepared
-    write_prepared(out_dir, pcm, features.numpy(), _manifest(rows), summary,
+    write_prepared(out_dir, pcm, features.numpy(), _manifest(rows, classes), summary,
                    [(r.path, r.reason) for r in rejected])  # fmt: skip
 
     log.info("prepared %d clips from %s into %s", len(rows), root, out_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -59,6 +60,11 @@ def cmd_stage(args: argparse.Namespace) -> int:
     from components.config import load_params
 
     load_params(args.params)  # a bad file fails here, with its message, before Prefect starts
+    if args.name == "supernet" and os.environ.get("LOCAL_RANK", "0") != "0":
+        from flows.supernet import ddp_worker  # a DDP process Lightning started by re-running us
+
+        ddp_worker(args.params)
+        return 0
     _load(STAGES[args.name])(params_path=args.params)
     return 0
 
@@ -72,6 +78,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"smoke run in {workspace} (params: {SMOKE_PARAMS})")
         os.chdir(workspace)
     load_params("params.yaml")
+    if args.if_busy == "stop":  # say so at once, before a Prefect server starts
+        from flows.lock import ensure_free
+
+        ensure_free(Path("."))
     from flows.pipeline import pipeline_flow
 
     results = pipeline_flow(params_path="params.yaml", if_busy=args.if_busy)
@@ -120,9 +130,23 @@ def print_summary(results: list[dict]) -> None:
         print(f"  {params.paths.report:<38}the run's page (figures, tables, links)")
     if bundle.is_dir():
         print(f"  {str(bundle) + '/':<38}the device bundle (edgelearn predict FILE.wav)")
-    print(f"  mlflow ui --backend-store-uri {params.base.tracking_uri}   (run {parent})")
+    print(f"  mlflow ui --backend-store-uri {params.base.tracking_uri}")
+    print(f"    then open {_experiment_link(params)}")
+    print(f"    (this run: {parent}; report.html links it)")
     print("  dvc metrics show                      every stage's numbers")
     print("  prefect server start                  flow runs, logs and the schedule")
+
+
+def _experiment_link(params) -> str:
+    """The experiment's runs table in the model-training view with the headline columns (a new
+    browser would otherwise open MLflow's GenAI view: see flows/report.py)."""
+    import mlflow
+
+    from flows.report import experiment_url
+
+    mlflow.set_tracking_uri(params.base.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(params.base.experiment)
+    return experiment_url("http://127.0.0.1:5000", experiment.experiment_id if experiment else "0")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -154,6 +178,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from components.export.predict import predict_files
 
     return predict_files(args.files, args.bundle, args.int8)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    # As predict: ONNX Runtime and numpy only, never torch.
+    from components.export.evaluate import evaluate_folder
+
+    return evaluate_folder(args.directory, args.bundle, args.int8)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    # As predict: ONNX Runtime and numpy only, never torch.
+    from components.export.listen import listen_file
+
+    return listen_file(args.file, args.bundle, args.int8, args.threshold, args.hop_ms,
+                       args.smoothing, args.refractory)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,6 +233,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", default="export/bundle", help="bundle folder (default: %(default)s)")
     p.add_argument("--int8", action="store_true", help="run the int8 model instead of fp32")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="score the bundle on <label>/<file>.wav clips (no torch)")
+    p.add_argument("directory", metavar="DIR")
+    p.add_argument("--bundle", default="export/bundle", help="bundle folder (default: %(default)s)")
+    p.add_argument("--int8", action="store_true", help="run the int8 model instead of fp32")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("listen", help="keyword events in a long WAV, as a device hears (no torch)")
+    p.add_argument("file", metavar="FILE.wav")
+    p.add_argument("--bundle", default="export/bundle", help="bundle folder (default: %(default)s)")
+    p.add_argument("--int8", action="store_true", help="run the int8 model instead of fp32")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="smoothed posterior that starts an event (default: the bundle's "
+        "detection_threshold, else 0.5)",
+    )
+    p.add_argument("--hop-ms", type=float, default=100.0, help="window hop (default: %(default)g)")
+    p.add_argument(
+        "--smoothing",
+        type=int,
+        default=3,
+        help="hops averaged to smooth the posteriors (default: %(default)s)",
+    )
+    p.add_argument(
+        "--refractory",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="no new event this long after one (default: %(default)g)",
+    )
+    p.set_defaults(func=cmd_listen)
     return parser
 
 
@@ -219,11 +291,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 def fail(line: str, code: int) -> int:
     """Print the one line that says why, last; a pipeline running this stage reads it from
     ``$EDGELEARN_ERROR_FILE`` to end its own output with it."""
+    stop_temporary_prefect_server()
     print(line, file=sys.stderr)
     target = os.environ.get(ERROR_FILE_ENV)
     if target:
-        Path(target).write_text(line.removeprefix("edgelearn: error: ") + "\n")
+        # best effort: after Ctrl-C the pipeline that asked for it may already have gone
+        with contextlib.suppress(OSError):
+            Path(target).write_text(line.removeprefix("edgelearn: error: ") + "\n")
     return code
+
+
+def stop_temporary_prefect_server() -> None:
+    """Stop the temporary Prefect server now rather than at exit, where its goodbye would print
+    after the line that says why the command failed."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for server in list(SubprocessASGIServer._instances.values()):
+        server.stop()
 
 
 if __name__ == "__main__":

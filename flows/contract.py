@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from components.config import read_yaml
 from components.errors import ConfigError
 
 TEMPLATE = re.compile(r"\$\{\s*([\w.]+)\s*\}")
@@ -78,7 +79,7 @@ def resolved_paths(stage: str, field: str, workdir: Path = Path(".")) -> list[st
     """The paths of ``stage``'s ``deps``/``outs``/``metrics`` with the templates resolved from
     ``params.yaml`` (DVC's own default params file)."""
     params_file = workdir / "params.yaml"
-    values = (yaml.safe_load(params_file.read_text()) or {}) if params_file.is_file() else {}
+    values = (read_yaml(params_file.read_text()) or {}) if params_file.is_file() else {}
     entries = dvc_stages(workdir).get(stage, {}).get(field, [])
     out = []
     for entry in entries:

@@ -12,6 +12,7 @@ from prefect import flow
 
 from components.config import Params
 from components.export import stage as export
+from components.export.figures import detection_tradeoff
 from flows.runner import stage
 from flows.tracking import git_commit, stage_input_hashes
 
@@ -92,6 +93,11 @@ def model_card(result: export.ExportResult, params: Params) -> str:
         else "not shipped: " + "; ".join(meta["quantization"]["refused_because"])
     )  # fmt: skip
     latency = f"fp32 {m['fp32_latency_ms']} ms, int8 {m['int8_latency_ms']} ms"
+    detection = (f"{m['false_accepts_per_hour']} false accepts per hour, "
+                 f"{m['false_reject_rate']}% of keywords missed")  # fmt: skip
+    real = (f"keywords {m['real_voice_keyword_acc']}% of {m['real_voice_keyword_clips']}, "
+            f"non-keywords called unknown {m['real_voice_unknown_pct']}% of "
+            f"{m['real_voice_unknown_clips']}")  # fmt: skip
     return f"""## edgelearn keyword spotter
 
 Raw 16 kHz audio ({meta["clip_samples"]} samples) in, a score per class of `labels.json` out.
@@ -103,6 +109,8 @@ Raw 16 kHz audio ({meta["clip_samples"]} samples) in, a score per class of `labe
 | int8 | {m["int8_test_acc"]}%, {int8} |
 | latency on `{params.search.profile}` (batch 1, median) | {latency} |
 | parity with PyTorch | max abs diff {m["parity_max_abs_diff"]:.2g} |
+| streaming detection (test streams, threshold {m["detection_threshold"]}) | {detection} |
+| real human voices ({m["real_voice_clips"]} clips Debian ships) | {real} |
 | git commit | `{prov.get("git_commit", "")}` (dirty: {prov.get("git_dirty", "")}) |
 | MLflow run | `{prov.get("mlflow_run_id", "")}` |
 
@@ -128,6 +136,9 @@ def export_flow(params_path: str = "params.yaml", progress: bool | None = None) 
         }
         result = export.run(s.params, s.workdir, provenance)
         version = log_and_register(result, s.params)
+        s.log_figures({"detection_tradeoff": detection_tradeoff(
+            result.metrics["detection_curve"], result.metrics["detection_threshold"],
+            s.params.export.target_false_accepts_per_hour)})  # fmt: skip
         s.logger.info("registered %s version %s", s.params.export.registered_model_name,
                       version)  # fmt: skip
         return s.finish(result.metrics, headline=export.HEADLINE)

@@ -38,10 +38,7 @@ def workspace_lock(
             f.seek(0)
             holder = f.read().strip() or "another process"
             if if_busy == "stop":
-                raise WorkspaceBusy(
-                    f"{workdir.resolve()}: another edgelearn run ({holder}) is using this "
-                    "workspace; wait for it to finish, or run with --if-busy wait"
-                ) from None
+                raise _busy(workdir, holder) from None
             log.info("waiting for the edgelearn run (%s) that holds this workspace", holder)
             started = time.monotonic()
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -56,3 +53,24 @@ def workspace_lock(
             f.seek(0)
             f.truncate()
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_free(workdir: Path = Path(".")) -> None:
+    """Raise ``WorkspaceBusy`` at once when a run holds ``workdir`` (the CLI checks this before it
+    starts a Prefect server; the pipeline flow still takes the lock itself)."""
+    path = workdir / LOCK_FILE
+    if not path.is_file():
+        return
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(workdir, f.read().strip() or "another process") from None
+        fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _busy(workdir: Path, holder: str) -> WorkspaceBusy:
+    return WorkspaceBusy(
+        f"{workdir.resolve()}: another edgelearn run ({holder}) is using this workspace; wait "
+        "for it to finish, or run with --if-busy wait"
+    )

@@ -64,6 +64,8 @@ def quiet_third_party() -> None:
         logger.setLevel(logging.WARNING)
         logger.handlers.clear()
         logger.propagate = True
+    # Prefect's event queue announces, while a failed run exits, that it is still sending
+    logging.getLogger("EventsWorker").setLevel(logging.ERROR)
     # the dynamo exporter warns on every export that torchvision's operators are not registered
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     server_logger = logging.getLogger("prefect")

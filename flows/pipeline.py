@@ -70,11 +70,27 @@ def _dvc_streaming(*args: str, env: dict[str, str]) -> int:
     with subprocess.Popen([sys.executable, "-m", "dvc", *args], env=env, text=True,
                           stdout=subprocess.PIPE, bufsize=1) as proc:  # fmt: skip
         assert proc.stdout is not None
-        for line in proc.stdout:
-            if not DVC_CHATTER.match(line.rstrip("\n")):
-                sys.stdout.write(line)
-                sys.stdout.flush()
+        try:
+            for line in proc.stdout:
+                _echo(line)
+        except KeyboardInterrupt:
+            # Ctrl-C reached dvc and its stage as well (one process group): let them end and say
+            # so, so that the pipeline's own line about it comes last
+            try:
+                rest, _ = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rest = ""
+            for line in (rest or "").splitlines(keepends=True):
+                _echo(line)
+            raise
     return proc.returncode
+
+
+def _echo(line: str) -> None:
+    if not DVC_CHATTER.match(line.rstrip("\n")):
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 @task(retries=1, retry_delay_seconds=5, retry_condition_fn=_retry_unless_user_error)
@@ -149,7 +165,8 @@ def publish_report(report: Path, results: list[dict[str, Any]], params: Params) 
         key="edgelearn-report",
         markdown="## edgelearn pipeline run\n\n| stage | status | time |\n|---|---|---|\n"
         f"{rows}\n\nReport: `{report.resolve()}` (also an artifact of the MLflow run); "
-        f"MLflow: `mlflow ui --backend-store-uri {params.base.tracking_uri}`",
+        f"MLflow: `mlflow ui --backend-store-uri {params.base.tracking_uri}`, then the report's "
+        "MLflow links (they open the model-training view)",
         description="edgelearn pipeline run: stages, times and where the report is",
     )
 

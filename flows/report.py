@@ -20,8 +20,31 @@ def _json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+# MLflow 3.17's UI opens an experiment in the view its GenAI / model-training switch last showed
+# in this browser (GenAI on a first visit, whatever the experiment's kind tag says), and its runs
+# table shows no metric columns until the user picks them. So every link names the model-training
+# view, and the experiment's link opens a view kept in the experiment (a tag, as the UI's "share
+# view" writes it) whose columns are the pipeline runs' headline figures.
+ML_VIEW = "workflowType=machine_learning"
+SHARED_VIEW_TAG, RUNS_VIEW = "mlflow.sharedViewState.", "edgelearn-headline-figures"
+
+
 def run_url(tracking_ui: str, experiment_id: str, run_id: str) -> str:
-    return f"{tracking_ui}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{tracking_ui}/#/experiments/{experiment_id}/runs/{run_id}?{ML_VIEW}"
+
+
+def experiment_url(tracking_ui: str, experiment_id: str) -> str:
+    """The experiment's runs table with the columns of ``save_runs_view``."""
+    return (f"{tracking_ui}/#/experiments/{experiment_id}/runs?{ML_VIEW}"
+            f"&viewStateShareKey={RUNS_VIEW}")  # fmt: skip
+
+
+def save_runs_view(experiment_id: str, metric_keys: list[str]) -> None:
+    """Keep in the experiment the runs-table view that ``experiment_url`` opens: the run's
+    duration and ``metric_keys`` as columns, in that order."""
+    columns = ["attributes.`Duration`", *(f"metrics.`{key}`" for key in metric_keys)]
+    mlflow.MlflowClient().set_experiment_tag(experiment_id, SHARED_VIEW_TAG + RUNS_VIEW,
+                                             json.dumps({"selectedColumns": columns}))  # fmt: skip
 
 
 def gather(params: Params, results: list[dict[str, Any]] | None = None,
@@ -57,8 +80,12 @@ def gather(params: Params, results: list[dict[str, Any]] | None = None,
         url = run_url(tracking_ui, experiment_id, linked) if linked else ""
         stages.append(StageStatus(name, ran, seconds, url))
     names = [s.name for s in stages]
-    links = {"MLflow experiment": f"{tracking_ui}/#/experiments/{experiment_id}"}
+    links = {"MLflow experiment": experiment_url(tracking_ui, experiment_id)}
     if parent is not None:
+        # the parent carries every stage's headline figures as <stage>.<key>: in pipeline order
+        rank = {name: i for i, name in enumerate(names)}
+        keys = sorted(parent.data.metrics, key=lambda k: (rank.get(k.split(".")[0], 99), k))
+        save_runs_view(experiment_id, keys)
         links["this pipeline run"] = run_url(tracking_ui, experiment_id, parent.info.run_id)
     pareto = Path(params.paths.search) / "pareto.png"
     return ReportData(

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 from lightning.pytorch.loggers import MLFlowLogger
 from prefect import flow
 
+from components.config import load_params
+from components.config_view import restrict
 from components.supernet import figures
 from components.supernet import stage as supernet
+from flows.contract import declared_keys
 from flows.runner import stage
 
 
@@ -30,3 +35,10 @@ def supernet_flow(params_path: str = "params.yaml", progress: bool | None = None
             headline=supernet.HEADLINE,
             plots={"supernet_training": curve, "supernet_subnets": subnets},
         )
+
+
+def ddp_worker(params_path: str = "params.yaml") -> None:
+    """A DDP process other than rank 0: Lightning starts it by running the stage's command again.
+    It trains its shard and nothing else (no flow run, no MLflow run: rank 0 reports the stage)."""
+    view = restrict(load_params(params_path), declared_keys("supernet", Path(".")), "supernet")
+    supernet.run(view, Path("."))

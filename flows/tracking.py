@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +18,9 @@ from components.config import BaseParams
 from flows.contract import resolved_paths
 
 PARENT_RUN_ENV = "EDGELEARN_PARENT_RUN_ID"
-# MLflow 3's UI opens an experiment in its GenAI view (traces, prompts) unless the experiment says
-# it is a model-training one; this is the tag its "experiment type" switch writes.
+# The experiment's kind, as MLflow 3's "experiment type" switch writes it (model training, not
+# GenAI). The 3.17 UI still opens a browser's first visit in its GenAI view, so the links that
+# edgelearn prints and puts in report.html name the model-training view (flows/report.py).
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 EXPERIMENT_TAGS = {EXPERIMENT_KIND: MODEL_TRAINING}
 
@@ -41,6 +43,42 @@ def configure(base: BaseParams, workdir: Path = Path(".")) -> str:
         mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND,
                                                  MODEL_TRAINING)  # fmt: skip
     return str(experiment.experiment_id)
+
+
+def process_tags() -> dict[str, str]:
+    """Which process owns a run: a run still RUNNING whose process is gone was killed."""
+    return {"edgelearn.host": socket.gethostname(), "edgelearn.pid": str(os.getpid())}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def close_killed_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs of this host left RUNNING by a process that no longer exists (a run
+    killed with SIGKILL, or a machine that went down, never ends its MLflow run itself), so the
+    UI tells that story instead of showing them running forever."""
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    stale = [
+        run.info.run_id
+        for run in client.search_runs(
+            [experiment_id], "attributes.status = 'RUNNING'", max_results=1000
+        )
+        if run.data.tags.get("edgelearn.host") == host
+        and run.data.tags.get("edgelearn.pid", "").isdigit()
+        and not _alive(int(run.data.tags["edgelearn.pid"]))
+    ]
+    for run_id in stale:
+        client.set_tag(run_id, "edgelearn.ended", "its process was killed before it finished")
+        client.set_terminated(run_id, "KILLED")
+    return stale
 
 
 def git_commit(workdir: Path = Path(".")) -> dict[str, str]:
@@ -87,7 +125,8 @@ def prefect_flow_run_id() -> str:
 def pipeline_run(base: BaseParams, tags: dict[str, str]) -> Iterator[mlflow.ActiveRun]:
     """The parent run; stage processes started inside it attach their runs as its children."""
     experiment_id = configure(base)
-    all_tags = {**git_commit(), "edgelearn.kind": "pipeline", **tags}
+    close_killed_runs(experiment_id)
+    all_tags = {**git_commit(), **process_tags(), "edgelearn.kind": "pipeline", **tags}
     with mlflow.start_run(experiment_id=experiment_id, run_name="pipeline", tags=all_tags) as run:
         previous = os.environ.get(PARENT_RUN_ENV)
         os.environ[PARENT_RUN_ENV] = run.info.run_id
@@ -108,6 +147,7 @@ def stage_run(base: BaseParams, stage: str, params: dict[str, Any]) -> Iterator[
     parent = os.environ.get(PARENT_RUN_ENV) or None
     tags = {
         **git_commit(),
+        **process_tags(),
         **stage_input_hashes(stage),
         "edgelearn.kind": "stage",
         "edgelearn.stage": stage,

@@ -70,3 +70,15 @@ def test_schema_lists_every_section():
         "schedule",
     }
     assert schema["additionalProperties"] is False
+
+
+def test_unquoted_yes_no_on_off_are_words_as_dvc_writes_them(tmp_path):
+    # `dvc exp run -S` rewrites params.yaml with YAML 1.2 (ruamel), which leaves these unquoted
+    path = tmp_path / "params.yaml"
+    path.write_text("prepare:\n  keywords: [yes, no, On, OFF]\nsearch:\n  netadapt_v1: true\n")
+    params = load_params(path)
+    assert params.prepare.keywords == ("yes", "no", "On", "OFF")
+    assert params.search.netadapt_v1 is True
+    path.write_text("prepare:\n  keywords: [true, go]\n")
+    with pytest.raises(ConfigError, match=r"True in the list is a YAML boolean"):
+        load_params(path)

@@ -103,6 +103,19 @@ def check_prepared(
         raise CorpusError(f"{where}: {MANIFEST} 'index' must count the rows 0, 1, 2, ...")
 
 
+def check_num_classes(
+    prepared: Path | str, classes: list[str] | tuple[str, ...], model: Path | str, num_classes: int
+) -> None:
+    """A ``CorpusError`` when a model scores another number of classes than the prepared data
+    names (the keyword list changed after the model was trained)."""
+    if num_classes != len(classes):
+        raise CorpusError(
+            f"{model} scores {num_classes} classes but {prepared} has {len(classes)} "
+            f"({', '.join(classes)}): the keyword list changed since the model was trained; "
+            "rerun the stages after prepare (`dvc repro`)"
+        )
+
+
 def write_prepared(
     out_dir: Path,
     audio: np.ndarray,

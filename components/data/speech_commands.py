@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.data.labels import BACKGROUND_NOISE_DIR, KEYWORDS, label_of_word
+from components.data.labels import BACKGROUND_NOISE_DIR, KEYWORDS, folder_name, label_of_word
 from components.errors import CorpusError
 
 CLIP_NAME = re.compile(r"^(?P<speaker>[A-Za-z0-9]+)_nohash_(?P<utterance>\d+)\.wav$")
@@ -65,10 +66,12 @@ def _read_speaker_pools(root: Path) -> dict[str, str]:
     return pools
 
 
-def scan_corpus(root: Path) -> CorpusScan:
+def scan_corpus(root: Path, keywords: Sequence[str] = KEYWORDS) -> CorpusScan:
     """List the clips of a Speech Commands folder; files that cannot be clips are rejected by name.
 
-    Raises ``CorpusError`` naming ``root`` when the folder is missing or is not in that layout.
+    A keyword's clips are in its ``folder_name`` ("hey edge" -> hey_edge/); every other word folder
+    is `_unknown_`. Raises ``CorpusError`` naming ``root`` when the folder is missing or is not in
+    that layout (no keyword has a folder).
     """
     root = Path(root)
     if not root.exists():
@@ -76,10 +79,12 @@ def scan_corpus(root: Path) -> CorpusScan:
     if not root.is_dir():
         raise CorpusError(f"{root}: expected a folder in Speech Commands layout, found a file")
     words = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    if not any(p.name in KEYWORDS for p in words):
+    folders = [folder_name(k) for k in keywords]
+    if not any(p.name in folders for p in words):
         found = ", ".join(p.name for p in words[:8]) or "no word folders"
+        expected = ", ".join(f"{f}/" for f in folders[:3]) + (", ..." if len(folders) > 3 else "")
         raise CorpusError(
-            f"{root}: unknown layout: expected one folder per word (yes/, no/, up/, ...) with "
+            f"{root}: unknown layout: expected one folder per word ({expected}) with "
             f"<speaker>_nohash_<n>.wav files; found {found}"
         )
     clips: list[Clip] = []
@@ -94,7 +99,7 @@ def scan_corpus(root: Path) -> CorpusScan:
             elif (m := CLIP_NAME.match(item.name)) is None:
                 rejected.append(Rejection(rel, "name is not <speaker>_nohash_<n>.wav"))
             else:
-                clips.append(Clip(rel, label_of_word(word_dir.name), m["speaker"]))
+                clips.append(Clip(rel, label_of_word(word_dir.name, keywords), m["speaker"]))
     noise_dir = root / BACKGROUND_NOISE_DIR
     noise_files: list[str] = []
     if noise_dir.is_dir():

@@ -127,12 +127,14 @@ def group_key(a: Assignment) -> tuple[str, str, int]:
 
 
 def balance_unknown(
-    labels: Sequence[str], assignments: Sequence[Assignment | None], ratio: float, seed: int
-) -> list[bool]:
+    labels: Sequence[str], assignments: Sequence[Assignment | None], ratio: float, seed: int,
+    *, num_keywords: int,
+) -> list[bool]:  # fmt: skip
     """Keep at most ``ratio`` x (mean keyword-class size) `_unknown_` clips in every split group.
 
     Speech Commands has many more non-keyword clips than keyword clips; the 12-class setup
-    subsamples them. Returns a keep-mask per clip (already-excluded clips stay excluded).
+    subsamples them. A mean keyword class is a group's keyword clips / ``num_keywords``.
+    Returns a keep-mask per clip (already-excluded clips stay excluded).
     """
     rng = np.random.default_rng([seed, 1])
     keep = [a is not None for a in assignments]
@@ -147,7 +149,7 @@ def balance_unknown(
             keywords[group_key(a)] += 1
     for key in sorted(unknown):
         members = unknown[key]
-        limit = math.ceil(ratio * keywords[key] / 10)
+        limit = math.ceil(ratio * keywords[key] / num_keywords)
         if len(members) > limit:
             drop = rng.choice(len(members), size=len(members) - limit, replace=False)
             for j in drop:
@@ -156,13 +158,15 @@ def balance_unknown(
 
 
 def silence_counts(
-    assignments: Sequence[Assignment | None], keep: Sequence[bool], ratio: float
-) -> dict[tuple[str, str, int], int]:
-    """How many `_silence_` clips each split group gets: ``ratio`` x its mean class size."""
+    assignments: Sequence[Assignment | None], keep: Sequence[bool], ratio: float,
+    *, num_speech_classes: int,
+) -> dict[tuple[str, str, int], int]:  # fmt: skip
+    """How many `_silence_` clips each split group gets: ``ratio`` x its mean class size, over
+    the ``num_speech_classes`` classes of its clips (the keywords and `_unknown_`)."""
     sizes: dict[tuple[str, str, int], int] = defaultdict(int)
     for a, k in zip(assignments, keep, strict=True):
         if a is not None and k:
             sizes[group_key(a)] += 1
     if ratio <= 0:
         return {}
-    return {key: max(1, round(ratio * n / 11)) for key, n in sorted(sizes.items())}
+    return {key: max(1, round(ratio * n / num_speech_classes)) for key, n in sorted(sizes.items())}

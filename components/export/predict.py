@@ -47,10 +47,12 @@ def load_clip(path: Path, metadata: dict[str, Any]) -> tuple[np.ndarray, list[st
 class Predictor:
     """An ONNX Runtime session over one of the bundle's models."""
 
-    def __init__(self, bundle: Bundle, int8: bool = False) -> None:
+    def __init__(self, bundle: Bundle, int8: bool = False, threads: int = 1) -> None:
+        """``threads``: 1 as on a device core; 0 (every core) for offline scoring of hours of
+        audio, where only the scores matter, not the time."""
         path = bundle.model_path(int8)
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
+        opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

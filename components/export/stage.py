@@ -2,8 +2,9 @@
 
 Exports the trained sub-network with its log-mel frontend as one ONNX graph, checks it against
 PyTorch on every test clip, quantizes it to int8 calibrated on server training clips, times all
-three on the device profile, and writes ``export/`` atomically: nothing is replaced unless every
-check passed.
+three on the device profile, measures streaming detection on long synthesized streams (false
+accepts per hour, false-reject rate, and the detection threshold the bundle carries:
+``detection``), and writes ``export/`` atomically: nothing is replaced unless every check passed.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ import torch
 
 from components.config import ExportParams, Params
 from components.data.labels import CLASSES
-from components.data.prepared import PreparedData, load_prepared
+from components.data.prepared import PreparedData, check_num_classes, load_prepared
 from components.data.splits import CLIENT, SERVER, TEST, TRAIN
 from components.errors import EdgelearnError
 from components.export import bundle as bundle_files
+from components.export.detection import measure_detection
 from components.export.frontend import ConvLogMelFrontend
 from components.export.gates import (
     Int8Decision,
@@ -38,7 +40,9 @@ from components.export.gates import (
     require_int8,
 )
 from components.export.graph import INPUT_NAME, OUTPUT_NAMES, AudioClassifier, export_onnx
+from components.export.predict import Predictor
 from components.export.quantize import quantize_int8
+from components.export.real_voice import score_real_voices
 from components.export.verify import (
     Parity,
     accuracy_pct,
@@ -62,13 +66,16 @@ log = logging.getLogger(__name__)
 HEADLINE = (
     "onnx_bytes", "int8_bytes", "parity_max_abs_diff", "fp32_test_acc", "int8_test_acc",
     "int8_shipped", "fp32_latency_ms", "int8_latency_ms", "torch_latency_ms",
-    "fp32_client_test_acc", "fp32_server_test_acc", "export_seconds",
+    "fp32_client_test_acc", "fp32_server_test_acc", "false_accepts_per_hour", "false_reject_rate",
+    "detection_threshold", "real_voice_acc", "real_voice_keyword_acc", "real_voice_unknown_pct",
+    "export_seconds",
 )  # fmt: skip
+REAL_VOICES = "real_voices"  # paths.export/real_voices: `edgelearn evaluate` re-scores it
 
 
 @dataclass(frozen=True)
 class ExportResult:
-    metrics: dict[str, float | int]
+    metrics: dict[str, Any]  # numbers, but for the detection curve and where its threshold is from
     fp32_path: Path
     int8_path: Path | None  # None when the int8 model was not shipped
     bundle_dir: Path
@@ -100,6 +107,8 @@ def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResu
     model_path = workdir / params.paths.final
     net, _payload = load_subnet_file(model_path)
     data = load_prepared(workdir / params.paths.prepared)
+    check_num_classes(workdir / params.paths.prepared, data.classes, model_path,
+                      net.head.out_features)  # fmt: skip
     profile = load_profile(params.search.profile)
     rows = test_rows(data)
     all_test = np.concatenate(list(rows.values()))
@@ -149,12 +158,22 @@ def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResu
                             fp32.stat().st_size, int8_bytes, len(cal), decision)  # fmt: skip
         quant = {k: v for k, v in quant.items() if k != "refused"} | decision.to_dict()
         metadata = bundle_metadata(
-            params, net.config, count_parameters(net), proto, quant, metrics, latency,
+            params, data.classes, net.config, count_parameters(net), proto, quant, metrics, latency,
             {**provenance, "model_file": params.paths.final,
              "model_sha256": bundle_files.sha256_file(model_path),
              "prepared_data": params.paths.prepared},
         )  # fmt: skip
-        (bundle / bundle_files.LABELS).write_text(json.dumps(list(CLASSES), indent=2) + "\n")
+        # the fp32 graph as the device runs it, before metadata.json and the sums are written;
+        # hours of audio are scored on every core (the scores are the same, only faster)
+        device = Predictor(bundle_files.Bundle(bundle, metadata, data.classes), threads=0)
+        detection = measure_detection(device, metadata, data, p, params.base.seed)
+        metrics |= detection.metrics
+        metadata |= detection.metadata
+        voices, summary = score_real_voices(device, metadata, data.classes,
+                                            staging / REAL_VOICES)  # fmt: skip
+        metrics |= voices
+        metadata["real_voices"] = summary
+        (bundle / bundle_files.LABELS).write_text(json.dumps(data.classes, indent=2) + "\n")
         (bundle / bundle_files.METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
         models = [bundle_files.FP32_MODEL] + [bundle_files.INT8_MODEL] * decision.shipped
         bundle_files.write_sums(bundle, [*models, bundle_files.LABELS, bundle_files.METADATA])
@@ -253,17 +272,21 @@ def summarize(
 
 
 def bundle_metadata(
-    params: Params, architecture: dict[str, Any], num_parameters: int, proto: onnx.ModelProto,
+    params: Params, classes: list[str], architecture: dict[str, Any], num_parameters: int,
+    proto: onnx.ModelProto,
     quantization: dict[str, Any], metrics: dict[str, Any], latency: dict[str, Latency],
     provenance: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """What a device integrator needs to feed the graph and trust it, as JSON."""
     f = params.features
     space = SearchSpace.from_dict(architecture["space"])
+    n = len(classes)
+    setup = ("Speech Commands v2 12-class setup" if classes == list(CLASSES)
+             else f"{n - 2} keywords, _unknown_, _silence_")  # fmt: skip
     return {
         "format": bundle_files.FORMAT,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-        "task": "keyword spotting, 12 classes (Speech Commands v2 12-class setup)",
+        "task": f"keyword spotting, {n} classes ({setup})",
         "sample_rate": f.sample_rate,
         "clip_samples": f.clip_samples,
         "input": {
@@ -273,10 +296,10 @@ def bundle_metadata(
             "range": "mono PCM scaled to [-1, 1): int16 / 32768",
         },
         "outputs": [
-            {"name": OUTPUT_NAMES[0], "shape": ["batch", len(CLASSES)], "dtype": "float32"},
+            {"name": OUTPUT_NAMES[0], "shape": ["batch", n], "dtype": "float32"},
             {
                 "name": OUTPUT_NAMES[1],
-                "shape": ["batch", len(CLASSES)],
+                "shape": ["batch", n],
                 "dtype": "float32",
                 "note": "softmax of logits",
             },

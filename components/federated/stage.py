@@ -22,7 +22,7 @@ import torch
 from flwr.app import ArrayRecord, MetricRecord, RecordDict
 
 from components.config import Params
-from components.data.prepared import load_prepared
+from components.data.prepared import check_num_classes, load_prepared
 from components.data.splits import CLIENT, SERVER, TEST
 from components.errors import ConfigError, CorpusError, EdgelearnError
 from components.federated import protocol as P
@@ -128,6 +128,8 @@ def run(
     prepared_dir = (workdir / params.paths.prepared).resolve()
     pool = ClientPool(prepared_dir)
     data = load_prepared(prepared_dir)
+    check_num_classes(prepared_dir, data.classes, workdir / params.paths.searched,
+                      init_net.head.out_features)  # fmt: skip
     server_x, server_y = data.tensors(SERVER, TEST)
     client_x, client_y = data.tensors(CLIENT, TEST)
     if len(client_y) == 0:

@@ -11,7 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from components.config import Params
-from components.data.prepared import load_prepared
+from components.data.prepared import check_num_classes, load_prepared
 from components.data.splits import CLIENT, TEST
 from components.errors import ConfigError
 from components.io import atomic_dir, write_json_atomic
@@ -75,9 +75,12 @@ def load_inputs(params: Params, workdir: Path) -> Inputs:
     net, payload = load_supernet_file(workdir / params.paths.supernet)
     prepared = workdir / params.paths.prepared
     data = load_server_data(prepared)
+    check_num_classes(
+        prepared, data.classes, workdir / params.paths.supernet, net.space.num_classes
+    )
     if params.search.eval_clips:
         n = params.search.eval_clips
-        data = ServerData(data.train_x, data.train_y, data.val_x[:n], data.val_y[:n])
+        data = replace(data, val_x=data.val_x[:n], val_y=data.val_y[:n])
     seconds = float(payload.get("metrics", {}).get("train_seconds", NAN))
     return Inputs(net, seconds, data, load_server_data(prepared, split_eval=TEST),
                   load_prepared(prepared).tensors(CLIENT, TEST))  # fmt: skip

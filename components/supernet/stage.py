@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 from components.config import Params
-from components.data.labels import CLASSES
 from components.model.checkpoint import save_supernet
 from components.model.evaluate import accuracy, recalibrate_batch_norm
 from components.model.space import count_macs, random_architectures, space_from_params
@@ -80,7 +79,7 @@ def run(
     score its sub-networks with inherited weights, and write ``paths.supernet``."""
     p = params.supernet
     data = load_server_data(workdir / params.paths.prepared)
-    space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(CLASSES))
+    space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(data.classes))
     torch.manual_seed(params.base.seed)  # weight init is part of the reproducible run
     net = SuperNet(space)
     net.norm.set_stats(data.train_x)
@@ -103,5 +102,6 @@ def run(
         "smallest_macs": count_macs(space, space.smallest()),
     }
     checkpoint = workdir / params.paths.supernet
-    save_supernet(checkpoint, net, {"metrics": metrics, "history": module.history})
+    if module.global_rank == 0:  # DDP: every process holds the same weights; one writes them
+        save_supernet(checkpoint, net, {"metrics": metrics, "history": module.history})
     return SupernetResult(checkpoint, metrics, module.history, subnets, result.steps)

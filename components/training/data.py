@@ -18,6 +18,7 @@ class ServerData:
     train_y: torch.Tensor
     val_x: torch.Tensor
     val_y: torch.Tensor
+    classes: tuple[str, ...] = ()  # the label of each class index (the prepared data's summary)
 
     def calibration_batches(self, batches: int, batch_size: int, seed: int) -> list[torch.Tensor]:
         """A fixed set of training batches for batch-norm recalibration (same for every subnet)."""
@@ -41,4 +42,4 @@ def load_server_data(prepared_dir: Path, split_eval: str = VAL) -> ServerData:
 
     train_x, train_y = take(TRAIN)
     val_x, val_y = take(split_eval)
-    return ServerData(train_x, train_y, val_x, val_y)
+    return ServerData(train_x, train_y, val_x, val_y, tuple(data.classes))

@@ -91,7 +91,7 @@ class KwsModule(L.LightningModule):
         else:
             loss = F.cross_entropy(self.net(x), y, label_smoothing=p.label_smoothing)
         self._losses.append(float(loss.detach()))
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
     def _distill(self, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
@@ -109,15 +109,19 @@ class KwsModule(L.LightningModule):
         scores = self.evaluate() if due or self.supernet is None else {}
         self.monitor_seconds += time.perf_counter() - started
         train_loss = statistics.fmean(self._losses) if self._losses else float("nan")
+        # under DDP each process saw its own shard: every process records the mean over all
+        train_loss = float(self.trainer.strategy.reduce(
+            torch.tensor(train_loss, dtype=torch.float64), reduce_op="mean"))  # fmt: skip
         self._losses.clear()
         self.history.append(
             {"epoch": float(self.current_epoch), "train_loss": train_loss, **scores}
         )
-        self.log_dict(scores, prog_bar=True)
+        self.log_dict(scores, prog_bar=True, sync_dist=True)
         shown = {"train_loss": train_loss}
         shown.update({k: scores[k] for k in ("val_acc_full", "val_acc_smallest",
                                              "val_acc_median_subnet") if k in scores})  # fmt: skip
-        self.progress(self.phase, epoch, last, shown)
+        if self.trainer.is_global_zero:  # one report per epoch, not one per DDP process
+            self.progress(self.phase, epoch, last, shown)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -143,8 +147,11 @@ class KwsModule(L.LightningModule):
         opt = torch.optim.AdamW(
             self.net.parameters(), lr=self.p.lr, weight_decay=self.p.weight_decay
         )
+        # under DDP each process takes only its shard's steps: the schedule must end with them
+        steps = (int(self.trainer.estimated_stepping_batches) if self.trainer.world_size > 1
+                 else self.total_steps)  # fmt: skip
         sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=self.p.lr, total_steps=self.total_steps, pct_start=0.15
+            opt, max_lr=self.p.lr, total_steps=steps, pct_start=0.15
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

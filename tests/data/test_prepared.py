@@ -9,6 +9,7 @@ import torch
 
 from components.data.prepared import (
     FILES,
+    check_num_classes,
     check_prepared,
     load_prepared,
     write_prepared,
@@ -130,3 +131,15 @@ def test_load_refuses_a_missing_partial_or_malformed_folder(tmp_path):
     with pytest.raises(CorpusError) as err:
         load_prepared(out)
     assert str(err.value) == f"{out}: manifest.csv has label_index outside 0..0"
+
+
+def test_a_model_of_another_class_count_is_refused_naming_both():
+    check_num_classes("data/prepared", ["yes", "no", "_unknown_", "_silence_"], "m.pt", 4)
+    phrases = ["hey edge", "lights on", "_unknown_", "_silence_"]
+    with pytest.raises(CorpusError) as err:
+        check_num_classes("data/prepared", phrases, "models/final.pt", 12)
+    assert str(err.value) == (
+        "models/final.pt scores 12 classes but data/prepared has 4 (hey edge, lights on, "
+        "_unknown_, _silence_): the keyword list changed since the model was trained; rerun the "
+        "stages after prepare (`dvc repro`)"
+    )

@@ -56,3 +56,20 @@ def test_bad_speakers_json(tmp_path):
     (tmp_path / "speakers.json").write_text('{"a0000000": {"pool": "edge"}}')
     with pytest.raises(CorpusError, match=r"speakers\.json: pool must be 'server' or 'client'"):
         scan_corpus(tmp_path)
+
+
+def test_a_keyword_list_names_the_folders_and_every_other_word_is_unknown(tmp_path):
+    write_speech_commands(tmp_path, num_speakers=2, words=("hey_edge", "marvin", "yes", "bed"))
+    scan = scan_corpus(tmp_path, keywords=("hey edge", "marvin"))
+    labels = {c.path.split("/")[0]: c.label for c in scan.clips}
+    assert labels == {"hey_edge": "hey edge", "marvin": "marvin", "yes": UNKNOWN, "bed": UNKNOWN}
+
+
+def test_unknown_layout_names_the_keyword_folders_it_looked_for(tmp_path):
+    write_speech_commands(tmp_path, num_speakers=1, words=("yes", "bed"))
+    with pytest.raises(CorpusError, match=r"unknown layout: expected one folder per word "
+                       r"\(hey_edge/, lights_on/\) with <speaker>_nohash_<n>\.wav files; "
+                       r"found bed, yes"):  # fmt: skip
+        scan_corpus(tmp_path, keywords=("hey edge", "lights on"))
+    with pytest.raises(CorpusError, match=r"\(yes/, no/, up/, \.\.\.\)"):
+        scan_corpus(tmp_path / "_background_noise_")

@@ -118,14 +118,18 @@ def test_corpus_pools_are_respected_and_small_clients_excluded():
 def test_balance_unknown_caps_each_group():
     labels = ["yes"] * 20 + [UNKNOWN] * 10
     assignments = [Assignment(SERVER, TRAIN)] * 30
-    keep = balance_unknown(labels, assignments, ratio=2.0, seed=0)
+    keep = balance_unknown(labels, assignments, ratio=2.0, seed=0, num_keywords=10)
     assert keep[:20] == [True] * 20
     assert sum(keep[20:]) == 4  # ceil(2.0 * 20 / 10)
-    assert keep == balance_unknown(labels, assignments, ratio=2.0, seed=0)
+    assert keep == balance_unknown(labels, assignments, ratio=2.0, seed=0, num_keywords=10)
+    # two keywords: a mean keyword class is 10 clips, so 20 unknown clips may stay
+    assert sum(balance_unknown(labels, assignments, ratio=2.0, seed=0, num_keywords=2)) == 30
 
 
 def test_silence_counts_follow_group_size():
     assignments = [Assignment(SERVER, TRAIN)] * 22 + [Assignment(CLIENT, TRAIN, 0)] * 3
-    counts = silence_counts(assignments, [True] * 25, ratio=1.0)
+    counts = silence_counts(assignments, [True] * 25, ratio=1.0, num_speech_classes=11)
     assert counts == {(SERVER, TRAIN, -1): 2, (CLIENT, TRAIN, 0): 1}
-    assert silence_counts(assignments, [True] * 25, ratio=0.0) == {}
+    counts = silence_counts(assignments, [True] * 25, ratio=1.0, num_speech_classes=3)
+    assert counts == {(SERVER, TRAIN, -1): 7, (CLIENT, TRAIN, 0): 1}  # 22 / 3, 3 / 3
+    assert silence_counts(assignments, [True] * 25, ratio=0.0, num_speech_classes=11) == {}

@@ -58,7 +58,7 @@ def export_once(workdir: Path, trained: SubNetwork, manifest: object, **export: 
     (workdir / "quick.yaml").write_text(QUICK_PROFILE)
     params = params_from_dict(
         {"search": {"profile": str(workdir / "quick.yaml")},
-         "export": {"calibration_clips": 200, **export}}
+         "export": {"calibration_clips": 200, "stream_minutes": 1.0, **export}}
     )  # fmt: skip
     result = stage.run(params, workdir, {"git_commit": "test", "mlflow_run_id": "none"})
     return Exported(workdir, params, result, trained, manifest)

@@ -25,6 +25,7 @@ def test_model_is_registered_as_a_new_version_per_run(exported, tmp_path):
         assert versions == ["1", "2"]
         latest = client.get_model_version(name, "2")
         assert latest.tags["fp32_test_acc"] == str(exported.result.metrics["fp32_test_acc"])
+        assert "false accepts per hour" in latest.description  # the model card's detection row
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "export/bundle")}
         assert "export/bundle/SHA256SUMS" in artifacts
         assert latest.run_id == run.info.run_id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from components.data.wav import write_wav
 from components.export.bundle import BundleError
 from components.export.predict import predict_files
 from tests.helpers import BIN, kws
+from tests.helpers.torchless import no_torch_env
 
 pytestmark = pytest.mark.slow
 
@@ -118,19 +118,6 @@ def test_a_bundle_that_fails_its_checksum_is_refused(exported, spoken, tmp_path)
     (bundle / "labels.json").write_text((bundle / "labels.json").read_text().replace("yes", "no"))
     with pytest.raises(BundleError, match=r"labels\.json: SHA-256 does not match"):
         run([spoken / "yes.wav"], bundle)
-
-
-def no_torch_env(tmp_path) -> dict[str, str]:
-    """An environment whose Python cannot import torch: a ``torch`` package first on the path
-    that raises ImportError, the way a device without torch would fail."""
-    blocker = tmp_path / "no-torch" / "torch"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text(
-        "raise ImportError('torch is not installed on this device (blocked by the test)')\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = str(blocker.parent)
-    return env
 
 
 def test_cli_in_a_process_that_cannot_import_torch(exported, spoken, tmp_path):

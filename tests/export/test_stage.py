@@ -8,10 +8,13 @@ import math
 import pytest
 
 from components.config import params_from_dict
+from components.data import real_voices
 from components.errors import EdgelearnError
 from components.export import stage
 from components.export.bundle import SUMS, BundleError, open_bundle
+from components.export.evaluate import score_folder
 from components.export.gates import ExportCheckError
+from components.export.predict import Predictor
 from components.model.checkpoint import save_subnet
 from tests.helpers import kws
 
@@ -36,7 +39,7 @@ def test_a_refused_int8_ships_a_usable_fp32_bundle_and_says_why(fp32_only):
     assert m["int8_shipped"] == 0 and result.int8_path is None
     assert m["int8_bytes"] > 0 and math.isfinite(m["int8_latency_ms"])  # built and measured
     out = fp32_only.workdir / "export"
-    assert sorted(p.name for p in out.iterdir()) == ["bundle", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["bundle", "model.onnx", "real_voices"]
     assert sorted(p.name for p in result.bundle_dir.iterdir()) == sorted(
         ["model.onnx", "labels.json", "metadata.json", SUMS]
     )
@@ -77,3 +80,22 @@ def test_int8_off_never_quantizes(fp32_only, monkeypatch):
     result = stage.run(params, fp32_only.workdir, {})
     assert result.metrics["int8_shipped"] == 0 and result.metrics["int8_bytes"] == 0
     assert result.metadata["quantization"]["refused_because"] == ["export.int8 is 'off'"]
+
+
+@pytest.mark.slow
+def test_real_voices_are_scored_and_recorded(exported):
+    """The human recordings Debian ships are a test set of their own: built next to the bundle,
+    scored as `edgelearn evaluate` scores a folder, and summarized in the bundle's metadata."""
+    m, result = exported.result.metrics, exported.result
+    folder = exported.workdir / "export" / "real_voices"
+    manifest = real_voices.read_manifest(folder)
+    counts = manifest["counts"]
+    assert m["real_voice_clips"] == sum(counts.values())
+    assert m["real_voice_unknown_clips"] == counts["_unknown_"]
+    assert m["real_voice_keyword_clips"] == sum(n for k, n in counts.items() if k != "_unknown_")
+    assert 0 <= m["real_voice_false_accepts"] <= m["real_voice_unknown_clips"]
+    device = Predictor(open_bundle(result.bundle_dir))
+    again = score_folder(folder, device, result.metadata).figures
+    assert m["real_voice_acc"] == round(again["accuracy_pct"], 3)
+    assert m["real_voice_false_accepts"] == again["false_accepts"]
+    assert result.metadata["real_voices"]["counts"] == counts

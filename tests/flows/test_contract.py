@@ -11,7 +11,8 @@ from tests.helpers import ROOT
 
 PATHS_OUT = {"paths.metrics"}  # every stage writes metrics/<stage>.json
 DECLARED = {
-    "corpus": {"base.seed", "prepare.source", "prepare.speech_commands_dir", "corpus",
+    "corpus": {"base.seed", "prepare.source", "prepare.speech_commands_dir",
+               "prepare.keywords", "corpus",
                "paths.corpus", *PATHS_OUT},
     "prepare": {"base.seed", "prepare", "features", "paths.corpus", "paths.external",
                 "paths.prepared", *PATHS_OUT},

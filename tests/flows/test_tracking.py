@@ -10,9 +10,11 @@ import pytest
 
 from components.config import BaseParams
 from flows.tracking import (
+    close_killed_runs,
     configure,
     flatten,
     git_commit,
+    process_tags,
     stage_input_hashes,
     stage_output_hashes,
 )
@@ -149,5 +151,35 @@ def test_configure_creates_the_experiment_once(tmp_path):
         assert [e.experiment_id for e in named] == [first]
         assert named[0].artifact_location == (tmp_path / "artifacts").resolve().as_uri()
         assert (tmp_path / "artifacts").is_dir()
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_runs_of_killed_processes_are_marked_killed(tmp_path):
+    base = BaseParams(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_root=str(tmp_path / "artifacts"),
+        experiment="edgelearn-test",
+    )
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no longer runs
+    try:
+        experiment_id = configure(base, tmp_path)
+        client = mlflow.MlflowClient(base.tracking_uri)
+        tags = process_tags()
+
+        def running(pid: int, host: str = tags["edgelearn.host"]) -> str:
+            run_tags = {"edgelearn.host": host, "edgelearn.pid": str(pid)}
+            return client.create_run(experiment_id, tags=run_tags).info.run_id
+
+        killed, alive = running(gone.pid), running(int(tags["edgelearn.pid"]))
+        elsewhere = running(gone.pid, host="another-machine")  # its process is not ours to judge
+        finished = running(gone.pid)
+        client.set_terminated(finished, "FINISHED")
+        assert close_killed_runs(experiment_id) == [killed]
+        status = {r: client.get_run(r).info.status for r in (killed, alive, elsewhere, finished)}
+        assert status == {killed: "KILLED", alive: "RUNNING", elsewhere: "RUNNING",
+                          finished: "FINISHED"}  # fmt: skip
+        assert close_killed_runs(experiment_id) == []
     finally:
         mlflow.set_tracking_uri(None)

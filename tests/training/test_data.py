@@ -15,6 +15,8 @@ def test_load_server_data_takes_the_server_train_and_eval_splits(tmp_path):
     assert data.train_x.shape == (48, 40, 101) and data.train_y.dtype == torch.int64
     test = load_server_data(root, split_eval="test")
     assert torch.equal(test.train_x, data.train_x) and len(test.val_y) == 24
+    # the class names the prepared data gives: what sizes the network's head
+    assert data.classes == tuple(str(c) for c in range(12))
 
 
 def test_a_missing_split_is_one_clear_error(tmp_path):
