@@ -92,7 +92,7 @@ class CorpusParams(Section):
     keyword_repeats: Annotated[int, Field(ge=1)] = 2
     unknown_words_per_speaker: Annotated[int, Field(ge=0)] = 4
     noise_seconds: Annotated[float, Field(gt=1.0)] = 60.0
-    server_snr_db: Range = (5.0, 30.0)
+    server_snr_db: Range = (10.0, 30.0)
     client_snr_db: Range = (0.0, 12.0)
     espeak_share: Fraction = 0.4  # of each pool; the rest speak with recorded people's voices
     max_shift_s: Annotated[float, Field(ge=0.0, le=0.5)] = 0.15

@@ -61,7 +61,7 @@ def _alive(pid: int) -> bool:
 
 
 def close_killed_runs(experiment_id: str) -> list[str]:
-    """Mark KILLED the runs of this host left RUNNING by a process that no longer exists (a run
+    """Mark KILLED the runs of this machine left RUNNING by a process that no longer exists (a run
     killed with SIGKILL, or a machine that went down, never ends its MLflow run itself), so the
     UI tells that story instead of showing them running forever."""
     client = mlflow.MlflowClient()
