@@ -60,7 +60,13 @@ def start_run(ws: Path, env: dict[str, str], *args: str, log: str = "run.log") -
     out = open(ws / log, "w")  # noqa: SIM115 - the child owns it; closed when the test ends
     cmd = [str(BIN / "edgelearn"), "run", *args]
     return subprocess.Popen(cmd, cwd=ws, env=env, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=interruptible)  # fmt: skip
+
+
+def interruptible() -> None:
+    """Ctrl-C's default action in the child: a test suite started in the background by a
+    non-interactive shell (as CI may be) ignores SIGINT, and children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_stage(proc: subprocess.Popen, stage: str, timeout: float = 300) -> None:

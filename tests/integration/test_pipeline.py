@@ -94,8 +94,12 @@ def test_prefect_recorded_completed_flow_runs(smoke, prefect_api):
     with temporary_settings({PREFECT_API_URL: prefect_api}):
         seen = asyncio.run(flow_runs())
     assert ours <= set(seen), "flow runs MLflow names that Prefect does not know"
-    assert sorted(seen[i][0] for i in ours) == sorted(["edgelearn-pipeline", *STAGES])
-    assert {seen[i][1] for i in ours} == {"COMPLETED"}
+    states: dict[str, set[str]] = {}
+    for i in ours:  # a stage may have a failed attempt that its task retried
+        states.setdefault(seen[i][0], set()).add(seen[i][1])
+    assert set(states) == {"edgelearn-pipeline", *STAGES}
+    assert all("COMPLETED" in s for s in states.values()), states
+    assert states["edgelearn-pipeline"] == {"COMPLETED"}
 
 
 SUPERNET_KEYS = {
