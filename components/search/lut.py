@@ -53,10 +53,10 @@ class LatencyTable:
     def align(self, ms: float, base_ms: float, full_ms: float) -> float:
         """Map a whole-network figure ``ms``, measured alongside the all-removed network
         (``base_ms``) and the full one (``full_ms``), onto the table's conditions: the affine map
-        that takes those two to their figures in the table. The host's speed drifts by 5-30% over
-        minutes and a slow stretch adds proportionally more to a small network (per-call
-        overhead: the all-removed network slowed 1.5x while the full one slowed 1.35x here), so
-        one scale factor would still leave ~10% on the smallest networks; two anchors do not."""
+        that takes those two to their figures in the table. A shared machine's speed drifts over
+        minutes, and a slower period adds proportionally more to a small network (per-call
+        overhead; measured figures in docs/benchmarks.md), so one scale factor would still leave
+        an error on the smallest networks; two anchors do not."""
         table_full = self.info["full_ms"]
         return self.base_ms + (ms - base_ms) * (table_full - self.base_ms) / (full_ms - base_ms)
 
