@@ -1,9 +1,10 @@
 """Super-network benchmark: inherited-weight accuracy vs training from scratch, and training cost.
 
 Trains the super-network with the stage's own parameters, then trains 8 of its sub-networks
-(smallest to largest) from scratch with the same recipe and epochs, all in this one run.
+(smallest to largest) from scratch with the same recipe and epochs, all in this one run, at
+each training seed (the data and its splits are the pipeline's).
 
-    python -m bench.supernet [--params params.yaml] [--epochs N]
+    python -m bench.supernet [--params params.yaml] [--epochs N] [--seeds 1234,1,2]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.common import arguments, quiet, save, table
-from components.config import load_params
+from components.config import SupernetParams, load_params
 from components.model.evaluate import accuracy, recalibrate_batch_norm
 from components.model.space import (
     SearchSpace,
@@ -26,8 +27,10 @@ from components.model.space import (
 )
 from components.model.subnet import SubNetwork, count_parameters, extract_subnet
 from components.model.supernet import SuperNet
-from components.training.data import load_server_data
+from components.training.data import ServerData, load_server_data
 from components.training.trainer import fit
+
+ARCH_SEED = 1234  # the architectures of the table (bench.supernet_sweep uses the same)
 
 
 def spread_architectures(space: SearchSpace, n: int, seed: int) -> list[list[int]]:
@@ -37,36 +40,23 @@ def spread_architectures(space: SearchSpace, n: int, seed: int) -> list[list[int
     return [space.smallest(), *picks, space.largest()]
 
 
-def main() -> None:
-    parser = arguments("bench.supernet", __doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--epochs", type=int, default=None, help="override supernet.epochs")
-    args = parser.parse_args()
-    quiet()
-    params = load_params(args.params)
-    p = params.supernet
-    if args.epochs:
-        p = p.model_copy(update={"epochs": args.epochs})
-    seed = params.base.seed
-    data = load_server_data(Path(params.paths.prepared))
-    test = load_server_data(Path(params.paths.prepared), split_eval="test")
+def run_seed(p: SupernetParams, data: ServerData, test: ServerData, seed: int) -> dict[str, Any]:
+    """The super-network and the 8 spread sub-networks from scratch, at one training seed."""
     space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(data.classes))
-
     torch.manual_seed(seed)
     net = SuperNet(space)
     net.norm.set_stats(data.train_x)
-    print(f"training the super-network ({p.epochs} epochs) ...", flush=True)
+    print(f"seed {seed}: training the super-network ({p.epochs} epochs) ...", flush=True)
     super_fit = fit(net, p, data, seed)
     calibration = super_fit.module.calibration
-
-    rows: list[list[str]] = []
     records: list[dict[str, Any]] = []
-    for i, widths in enumerate(spread_architectures(space, 8, seed)):
+    # the same 8 architectures at every seed (drawn with the params' seed), so seeds average
+    for i, widths in enumerate(spread_architectures(space, 8, ARCH_SEED)):
         inherited = recalibrate_batch_norm(extract_subnet(net, widths), calibration)
         torch.manual_seed(seed)
         scratch = SubNetwork(space, widths)
         scratch.norm.set_stats(data.train_x)
-        print(f"training sub-network {i + 1}/8 {widths} from scratch ...", flush=True)
+        print(f"seed {seed}: training sub-network {i + 1}/8 {widths} from scratch ...", flush=True)
         scratch_fit = fit(scratch, p, data, seed)
         rec: dict[str, Any] = {
             "widths": widths,
@@ -79,37 +69,89 @@ def main() -> None:
             "scratch_seconds": scratch_fit.seconds,
         }
         rec["gap_val"] = rec["scratch_val"] - rec["inherited_val"]
+        rec["gap_test"] = rec["scratch_test"] - rec["inherited_test"]
         records.append(rec)
-        rows.append(
-            [str(widths), f"{rec['macs'] / 1e6:.2f}", rec["params"], f"{rec['inherited_val']:.1f}",
-             f"{rec['scratch_val']:.1f}", f"{rec['gap_val']:+.1f}", f"{rec['inherited_test']:.1f}",
-             f"{rec['scratch_test']:.1f}", f"{rec['scratch_seconds']:.0f}"]
-        )  # fmt: skip
-
     scratch_total = sum(r["scratch_seconds"] for r in records)
+    smallest, largest = records[0], records[-1]
     summary = {
-        "epochs": p.epochs,
-        "supernet_val_acc_full": super_fit.module.evaluate()["val_acc_full"],
+        "seed": seed,
+        "full_inherited_val": largest["inherited_val"],
+        "full_inherited_test": largest["inherited_test"],
+        "full_scratch_test": largest["scratch_test"],
+        "smallest_inherited_test": smallest["inherited_test"],
+        "spread_inherited_test": largest["inherited_test"] - smallest["inherited_test"],
         "median_gap_val": statistics.median(r["gap_val"] for r in records),
+        "median_gap_test": statistics.median(r["gap_test"] for r in records),
         "supernet_seconds": super_fit.seconds,
+        "supernet_monitor_seconds": super_fit.monitor_seconds,
         "scratch_seconds_total": scratch_total,
         "cost_ratio_scratch_over_supernet": scratch_total / super_fit.seconds,
     }
-    headers = ["widths", "MMACs", "params", "inherited val %", "scratch val %", "gap",
-               "inherited test %", "scratch test %", "scratch s"]  # fmt: skip
-    print()
+    return {"summary": summary, "subnets": records}
+
+
+def _ms(values: list[float], fmt: str = ".1f") -> str:
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+
+
+def main() -> None:
+    parser = arguments("bench.supernet", __doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--epochs", type=int, default=None, help="override supernet.epochs")
+    parser.add_argument("--seeds", default=None, help="training seeds (default: base.seed,1,2)")
+    args = parser.parse_args()
+    quiet()
+    params = load_params(args.params)
+    p = params.supernet
+    if args.epochs:
+        p = p.model_copy(update={"epochs": args.epochs})
+    seeds = ([int(s) for s in args.seeds.split(",")] if args.seeds
+             else [params.base.seed, 1, 2])  # fmt: skip
+    data = load_server_data(Path(params.paths.prepared))
+    test = load_server_data(Path(params.paths.prepared), split_eval="test")
+    runs = [run_seed(p, data, test, seed) for seed in seeds]
+
+    rows = []
+    for i, rec in enumerate(runs[0]["subnets"]):
+        per = [r["subnets"][i] for r in runs]
+        rows.append(
+            [str(rec["widths"]), f"{rec['macs'] / 1e6:.2f}", rec["params"],
+             _ms([s["inherited_val"] for s in per]), _ms([s["scratch_val"] for s in per]),
+             _ms([s["gap_val"] for s in per], "+.1f"), _ms([s["inherited_test"] for s in per]),
+             _ms([s["scratch_test"] for s in per]), _ms([s["gap_test"] for s in per], "+.1f"),
+             f"{statistics.mean(s['scratch_seconds'] for s in per):.0f}"]
+        )  # fmt: skip
+    headers = ["widths", "MMACs", "params", "inherited val %", "scratch val %", "gap val",
+               "inherited test %", "scratch test %", "gap test", "scratch s"]  # fmt: skip
+    print(f"\n{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean ± stdev; gap = scratch - "
+          "inherited")  # fmt: skip
     print(table(headers, rows))
+    s = [r["summary"] for r in runs]
     print()
     print(
         table(
-            ["full net val %", "median gap (scratch - inherited), val", "supernet train s",
-             "8 from scratch s", "ratio"],
-            [[f"{summary['supernet_val_acc_full']:.1f}", f"{summary['median_gap_val']:+.2f} points",
-              f"{summary['supernet_seconds']:.0f}", f"{scratch_total:.0f}",
-              f"{summary['cost_ratio_scratch_over_supernet']:.2f}x"]],
+            ["full net test % (inherited)", "smallest test %", "spread", "median gap test",
+             "supernet train s", "8 from scratch s", "ratio"],
+            [[_ms([x["full_inherited_test"] for x in s]),
+              _ms([x["smallest_inherited_test"] for x in s]),
+              _ms([x["spread_inherited_test"] for x in s], "+.1f"),
+              _ms([x["median_gap_test"] for x in s], "+.2f"),
+              _ms([x["supernet_seconds"] for x in s], ".0f"),
+              _ms([x["scratch_seconds_total"] for x in s], ".0f"),
+              _ms([x["cost_ratio_scratch_over_supernet"] for x in s], ".2f")]],
         )
     )  # fmt: skip
-    print(f"\nwritten {save('supernet', {'summary': summary, 'subnets': records})}")
+    keys = [k for k in s[0] if k != "seed"]
+    summary = {
+        "epochs": p.epochs,
+        "seeds": seeds,
+        **{k: {"mean": statistics.mean(x[k] for x in s),
+               "stdev": statistics.stdev(x[k] for x in s) if len(s) > 1 else 0.0}
+           for k in keys},
+    }  # fmt: skip
+    print(f"\nwritten {save('supernet', {'summary': summary, 'runs': runs})}")
 
 
 if __name__ == "__main__":

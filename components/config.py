@@ -101,6 +101,9 @@ class CorpusParams(Section):
     # spoken as `_unknown_` words on top of unknown_words_per_speaker generic ones
     near_misses_per_speaker: Annotated[int, Field(ge=0)] = 2
     near_misses_per_kind: Annotated[int, Field(ge=0)] = 3  # per keyword and kind
+    # running speech: phrases of 3-5 common words (never a keyword) cropped to a random second,
+    # spoken as `_unknown_` into the `phrases/` folder; what a device hears between keywords
+    unknown_phrases_per_speaker: Annotated[int, Field(ge=0)] = 2
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> CorpusParams:

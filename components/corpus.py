@@ -77,17 +77,22 @@ def check_speakable(
 
 
 def unknown_vocabulary(
-    keywords: Sequence[str], per_kind: int, seed: int, exe: str
-) -> tuple[tuple[str, ...], dict[str, NearMisses]]:
-    """The generic unknown words that do not clash with a keyword, and each keyword's
-    near-misses (none when ``per_kind`` is 0, and then the vocabulary is not phonemized)."""
-    vocabulary = load_vocabulary() if per_kind else {}
+    keywords: Sequence[str], per_kind: int, seed: int, exe: str, phrases: bool = False
+) -> tuple[tuple[str, ...], dict[str, NearMisses], tuple[str, ...]]:
+    """The generic unknown words that do not clash with a keyword, each keyword's near-misses
+    (none when ``per_kind`` is 0) and, with ``phrases``, the words running-speech phrases are
+    made of: the most common tier of the vocabulary less the keywords, words holding one, their
+    homophones and the near-misses (the vocabulary is phonemized only when either is wanted)."""
+    vocabulary = load_vocabulary() if per_kind or phrases else {}
     phonemes = {
-        **(vocabulary_phonemes(exe) if per_kind else {}),
+        **(vocabulary_phonemes(exe) if vocabulary else {}),
         **espeak_phonemes(exe, [*keywords, *UNKNOWN_WORDS]),
     }
     generic = without_keywords(UNKNOWN_WORDS, keywords, phonemes)
-    return generic, find_near_misses(keywords, vocabulary, phonemes, per_kind, seed)
+    table = find_near_misses(keywords, vocabulary, phonemes, per_kind, seed)
+    near = set(near_miss_words(table))
+    common = [w for w, tier in vocabulary.items() if tier == 0 and w not in near] if phrases else []
+    return generic, table, without_keywords(sorted(common), keywords, phonemes)
 
 
 def run(
@@ -118,12 +123,14 @@ def run(
     finally:
         close_sessions()  # the check's Festival: the workers start their own
     per_kind = cfg.near_misses_per_kind if cfg.near_misses_per_speaker else 0
-    generic, table = unknown_vocabulary(keywords, per_kind, seed, exe)
+    generic, table, phrase_words = unknown_vocabulary(
+        keywords, per_kind, seed, exe, phrases=cfg.unknown_phrases_per_speaker > 0
+    )
     for keyword, misses in table.items():
         log.info("near-misses of %r: inside %s, rhymes %s, onsets %s", keyword,
                  list(misses.inside), list(misses.rhyme), list(misses.onset))  # fmt: skip
     near = near_miss_words(table)
-    speakers = make_speakers(cfg, seed, generic, near)
+    speakers = make_speakers(cfg, seed, generic, near, phrase_words)
     summary = synthesize_corpus(
         cfg, out_dir, seed, progress=lambda done, total: progress("speakers", done, total),
         keywords=keywords, speakers=speakers,
@@ -136,6 +143,8 @@ def run(
         "num_client_speakers": summary.num_client_speakers,
         "num_noise_files": summary.num_noise_files,
         "num_near_miss_words": len(near),
+        "num_phrases": sum(len(s.phrases) for s in speakers),
+        "num_phrase_words": len(phrase_words),
         **{f"num_clips_{key.replace('-', '_').replace('/', '_')}": n
            for key, n in counts.items()},
         "seconds": round(summary.seconds, 2),

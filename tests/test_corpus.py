@@ -1,12 +1,20 @@
 """The corpus stage: a note in place of the audio for the user's own corpus; the keyword list
 checked against every voice; a list of phrases synthesized into their folders and prepared."""
 
+import json
+
 import pytest
 
 from components import corpus, prepare
 from components.config import Params, params_from_dict
 from components.data import festival
-from components.data.labels import BACKGROUND_NOISE_DIR, SILENCE, UNKNOWN, UNKNOWN_WORDS
+from components.data.labels import (
+    BACKGROUND_NOISE_DIR,
+    PHRASE_FOLDER,
+    SILENCE,
+    UNKNOWN,
+    UNKNOWN_WORDS,
+)
 from components.data.near_misses import (
     NearMisses,
     espeak_phonemes,
@@ -41,7 +49,7 @@ PHRASES = ["hey edge", "lights on"]
 TINY = {
     "num_server_speakers": 6, "num_client_speakers": 2, "keyword_repeats": 2,
     "unknown_words_per_speaker": 2, "near_misses_per_speaker": 2, "noise_seconds": 3.0,
-    "workers": 1,
+    "workers": 1, "unknown_phrases_per_speaker": 1,
 }  # fmt: skip
 
 
@@ -108,7 +116,7 @@ def test_a_keyword_list_of_phrases_goes_from_the_corpus_to_the_prepared_classes(
     root = result.out_dir
     folders = {p.name for p in root.iterdir() if p.is_dir()}
     generic = folders & set(UNKNOWN_WORDS)
-    near = folders - generic - {"hey_edge", "lights_on", BACKGROUND_NOISE_DIR}
+    near = folders - generic - {"hey_edge", "lights_on", BACKGROUND_NOISE_DIR, PHRASE_FOLDER}
     assert {"hey_edge", "lights_on"} <= folders and generic and near
     for folder in ("hey_edge", "lights_on"):  # 8 speakers, twice each
         assert len(list((root / folder).glob("*_nohash_*.wav"))) == 16
@@ -117,8 +125,16 @@ def test_a_keyword_list_of_phrases_goes_from_the_corpus_to_the_prepared_classes(
     assert near <= set(near_miss_words(near_miss_table(espeak)))
     assert all(p.name.endswith("_nohash_0.wav") for w in near for p in (root / w).iterdir())
     assert "Near-misses of the keywords" in (root / "README.md").read_text()
-    assert result.metrics["num_clips"] == 8 * (2 * 2 + 2 + 2)
-    per_speaker = 2 * 2 + 2 + 2  # both phrases twice, two generic words, two near-misses
+    # running speech: one phrase per speaker, of common words that never hold a keyword
+    assert len(list((root / PHRASE_FOLDER).glob("*_nohash_0.wav"))) == 8
+    assert result.metrics["num_phrases"] == 8 and result.metrics["num_phrase_words"] > 1000
+    said = [p for s in json.loads((root / "speakers.json").read_text()).values()
+            for p in s["phrases"]]  # fmt: skip
+    assert len(said) == 8 and all(3 <= len(p.split()) <= 5 for p in said)
+    assert not any(f" {k} " in f" {p} " for p in said for k in PHRASES)
+    assert "running speech" in (root / "README.md").read_text()
+    assert result.metrics["num_clips"] == 8 * (2 * 2 + 2 + 2 + 1)
+    per_speaker = 2 * 2 + 2 + 2 + 1  # keywords twice, two words, two near-misses, a phrase
     assert {k: v for k, v in result.metrics.items() if k.startswith("num_clips_")} == {
         "num_clips_server": 6 * per_speaker, "num_clips_client": 2 * per_speaker,
         "num_clips_espeak_ng": 3 * per_speaker, "num_clips_flite": 4 * per_speaker,
@@ -137,7 +153,7 @@ def test_a_keyword_list_of_phrases_goes_from_the_corpus_to_the_prepared_classes(
     assert (man["label_index"] == [data.classes.index(x) for x in man["label"]]).all()
     folder = man["path"].str.split("/").str[0]
     assert set(man.loc[folder == "hey_edge", "label"]) == {"hey edge"}
-    assert set(man.loc[folder.isin(near | generic), "label"]) == {UNKNOWN}
+    assert set(man.loc[folder.isin(near | generic | {PHRASE_FOLDER}), "label"]) == {UNKNOWN}
 
 
 def near_miss_table(espeak: str) -> dict[str, NearMisses]:

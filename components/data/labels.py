@@ -15,7 +15,8 @@ UNKNOWN = "_unknown_"
 SILENCE = "_silence_"
 CLASSES: tuple[str, ...] = (*KEYWORDS, UNKNOWN, SILENCE)  # the default 12 classes
 BACKGROUND_NOISE_DIR = "_background_noise_"
-RESERVED = (UNKNOWN, SILENCE, BACKGROUND_NOISE_DIR)
+PHRASE_FOLDER = "phrases"  # the synthesized corpus's running-speech `_unknown_` clips
+RESERVED = (UNKNOWN, SILENCE, BACKGROUND_NOISE_DIR, PHRASE_FOLDER)
 MAX_KEYWORD_CHARS = 64
 
 # Non-keywords of Speech Commands v2; the synthesized corpus speaks these as `_unknown_`.

@@ -32,6 +32,7 @@ VARIANTS = (
 RATE_RANGE = (0.85, 1.2)  # speed factor of the voice's own tempo
 PITCH_RANGE = (-3.0, 3.0)  # semitones from the voice's own mean F0
 WARP_RANGE = (0.88, 1.12)  # vocal-tract warp: every frequency times this
+PHRASE_WORDS = (3, 5)  # words in a running-speech phrase, inclusive
 
 
 @dataclass(frozen=True)
@@ -110,13 +111,14 @@ class Speaker:
     snr_db: tuple[float, float]
     unknown_words: tuple[str, ...]
     near_misses: tuple[str, ...] = ()  # near-misses of the keywords, also `_unknown_`
+    phrases: tuple[str, ...] = ()  # running speech, cropped to a second: `_unknown_` too
 
     def metadata(self) -> dict[str, Any]:
         """This speaker's row of ``speakers.json``."""
         return {
             "pool": self.pool, "engine": self.engine, "voice": self.voice, "rate": self.rate,
             "pitch": self.pitch, "warp": self.warp, "channel": asdict(self.channel),
-            "snr_db": list(self.snr_db),
+            "snr_db": list(self.snr_db), "phrases": list(self.phrases),
         }  # fmt: skip
 
 
@@ -132,7 +134,7 @@ def _speaker_id(key: tuple[object, ...]) -> str:
 
 def make_speakers(
     cfg: CorpusParams, seed: int, unknown_words: Sequence[str] = UNKNOWN_WORDS,
-    near_misses: Sequence[str] = (),
+    near_misses: Sequence[str] = (), phrase_words: Sequence[str] = (),
 ) -> list[Speaker]:  # fmt: skip
     """Draw distinct speakers for the server then the client pool.
 
@@ -141,10 +143,13 @@ def make_speakers(
     is balanced. Rate, pitch, warp and channel are drawn per speaker, and the speaker id is a
     hash of all of them. Unknown words and near-misses are dealt from shuffled cycles of
     ``unknown_words`` and ``near_misses`` so that every one is used once a pool is large enough;
-    the near-misses have a random stream of their own, so nothing else depends on them.
+    the near-misses have a random stream of their own, so nothing else depends on them. Each
+    speaker's ``cfg.unknown_phrases_per_speaker`` phrases are ``PHRASE_WORDS`` words drawn from
+    ``phrase_words`` (none when it is empty), from a third stream of their own.
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     near_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3,)))
+    phrase_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(4,)))
     counts = {"server": cfg.num_server_speakers, "client": cfg.num_client_speakers}
     snrs = {"server": cfg.server_snr_db, "client": cfg.client_snr_db}
     speakers: list[Speaker] = []
@@ -177,8 +182,15 @@ def make_speakers(
             near = tuple(
                 near_deck[(i * m + n) % len(near_deck)] for n in range(m * bool(near_deck))
             )
+            phrases = tuple(
+                " ".join(phrase_words[int(n)] for n in phrase_rng.integers(
+                    len(phrase_words), size=int(phrase_rng.integers(PHRASE_WORDS[0],
+                                                                    PHRASE_WORDS[1] + 1))))
+                for _ in range(cfg.unknown_phrases_per_speaker * bool(phrase_words))
+            )  # fmt: skip
             speakers.append(Speaker(len(speakers), sid, pool.name, engine, voice, rate, pitch,
-                                    warp, channel, snrs[pool.name], unknown, near))  # fmt: skip
+                                    warp, channel, snrs[pool.name], unknown, near,
+                                    phrases))  # fmt: skip
     return speakers
 
 
@@ -190,9 +202,10 @@ def voices_used(speakers: Iterable[Speaker]) -> list[tuple[str, str]]:
 
 def clip_counts(speakers: Iterable[Speaker], keyword_clips: int) -> dict[str, int]:
     """Clips per pool, per engine and per pool and engine (``server``, ``espeak-ng``,
-    ``server/espeak-ng``), each speaker saying ``keyword_clips`` keywords and its own words."""
+    ``server/espeak-ng``), each speaker saying ``keyword_clips`` keywords, its own words and
+    its phrases."""
     counts: Counter[str] = Counter()
     for s in speakers:
-        n = keyword_clips + len(s.unknown_words) + len(s.near_misses)
+        n = keyword_clips + len(s.unknown_words) + len(s.near_misses) + len(s.phrases)
         counts.update({s.pool: n, s.engine: n, f"{s.pool}/{s.engine}": n})
     return dict(sorted(counts.items()))

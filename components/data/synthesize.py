@@ -24,7 +24,13 @@ from components.config import CorpusParams
 from components.data import acoustics, noise
 from components.data.engines import close_sessions, get_engine, missing_voices
 from components.data.espeak import espeak, find_espeak
-from components.data.labels import BACKGROUND_NOISE_DIR, KEYWORDS, UNKNOWN_WORDS, folder_name
+from components.data.labels import (
+    BACKGROUND_NOISE_DIR,
+    KEYWORDS,
+    PHRASE_FOLDER,
+    UNKNOWN_WORDS,
+    folder_name,
+)
 from components.data.speakers import POOLS, Speaker, make_speakers, voices_used
 from components.data.speech import trim_silence
 from components.data.wav import read_wav, write_wav
@@ -79,13 +85,15 @@ def speak_word(spk: Speaker, word: str, rng: np.random.Generator) -> tuple[np.nd
 
 def render_clip(
     x: np.ndarray, word_len: int, noises: list[np.ndarray], snr_range: tuple[float, float],
-    max_shift_s: float, rng: np.random.Generator,
+    max_shift_s: float, rng: np.random.Generator, random_crop: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """A 1 s clip of a word (``x[:word_len]``, then its room tail): a random level and shift,
     noise at a random SNR. Level and SNR are measured over the word, not its tail; the tail runs
-    to the end of the clip at most, and an overlong word keeps its middle second."""
+    to the end of the clip at most, and an overlong word keeps its middle second (a random second
+    with ``random_crop``: running speech, as a device hears it between keywords)."""
     if word_len > CLIP_SAMPLES:
-        cut = (word_len - CLIP_SAMPLES) // 2
+        middle = (word_len - CLIP_SAMPLES) // 2
+        cut = int(rng.integers(0, word_len - CLIP_SAMPLES + 1)) if random_crop else middle
         x, word_len = x[cut : cut + CLIP_SAMPLES], CLIP_SAMPLES
     x = np.asarray(x, np.float64)
     x = x * (10 ** (rng.uniform(*SPEECH_RMS_DB) / 20) / max(np.sqrt(np.mean(x[:word_len] ** 2)),
@@ -112,14 +120,17 @@ def _synthesize_speaker(task: _Task, noise_by_name: dict[str, np.ndarray]) -> in
     noises = [noise_by_name[name] for name in task.noise_names]
     words = [w for w in task.keywords for _ in range(task.keyword_repeats)]
     words += [*spk.unknown_words, *spk.near_misses]
+    # a keyword phrase's folder: "hey edge" -> hey_edge; running speech goes to phrases/
+    said = [(w, folder_name(w), False) for w in words]
+    said += [(p, PHRASE_FOLDER, True) for p in spk.phrases]
     counts: dict[str, int] = {}
-    for word in words:
-        folder = folder_name(word)  # a phrase's folder: "hey edge" -> hey_edge
+    for text, folder, running in said:
         n = counts[folder] = counts.get(folder, -1) + 1
-        x, word_len = speak_word(spk, word, rng)
-        clip = render_clip(x, word_len, noises, spk.snr_db, task.max_shift_s, rng)
+        x, word_len = speak_word(spk, text, rng)
+        clip = render_clip(x, word_len, noises, spk.snr_db, task.max_shift_s, rng,
+                           random_crop=running)  # fmt: skip
         write_wav(task.out_dir / folder / f"{spk.speaker_id}_nohash_{n}.wav", clip, SAMPLE_RATE)
-    return len(words)
+    return len(said)
 
 
 def _init_worker(noise_dir: Path) -> None:
@@ -181,6 +192,13 @@ def _write_metadata(root: Path, cfg: CorpusParams, speakers: list[Speaker], seed
             if near
             else ""
         )
+        + (
+            f"\n`{PHRASE_FOLDER}/` holds running speech, also unknown: each speaker says "
+            f"{cfg.unknown_phrases_per_speaker} phrases of common words (never a keyword), and "
+            "each clip is a random second of one.\n"
+            if any(s.phrases for s in speakers)
+            else ""
+        )
     )
 
 
@@ -188,13 +206,14 @@ def synthesize_corpus(
     cfg: CorpusParams, out_dir: Path, seed: int,
     progress: Callable[[int, int], None] | None = None, *, keywords: Sequence[str] = KEYWORDS,
     unknown_words: Sequence[str] = UNKNOWN_WORDS, near_misses: Sequence[str] = (),
-    speakers: Sequence[Speaker] | None = None,
+    phrase_words: Sequence[str] = (), speakers: Sequence[Speaker] | None = None,
 ) -> CorpusSummary:  # fmt: skip
     """Synthesize the whole corpus into ``out_dir`` (replacing it atomically) and summarize it.
 
     Each speaker (``speakers``, default ``make_speakers`` of the arguments) says every keyword
     (a phrase into its ``folder_name``), its share of ``unknown_words`` and of ``near_misses``
-    (the caller leaves out any that clash with a keyword). The same arguments give
+    (the caller leaves out any that clash with a keyword), and its running-speech phrases of
+    ``phrase_words`` into ``PHRASE_FOLDER``. The same arguments give
     byte-identical files whatever the number of workers. ``progress(done, total)`` is called in
     this process as speakers finish. Missing engines or voices stop it before anything starts.
     """
@@ -202,7 +221,7 @@ def synthesize_corpus(
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     spk = list(speakers) if speakers is not None else make_speakers(
-        cfg, seed, unknown_words, near_misses)  # fmt: skip
+        cfg, seed, unknown_words, near_misses, phrase_words)  # fmt: skip
     require_voices(spk)
     try:
         with atomic_dir(out_dir) as tmp:

@@ -46,7 +46,8 @@ REFUSALS = [
     (["hey edge", "heyedge"],
      "'heyedge' repeats the keyword 'hey edge' (keywords are compared ignoring case and spaces)"),
     (["yes", "_unknown_"], "'_unknown_' is a class or folder name of its own (_unknown_, "
-     "_silence_, _background_noise_): choose another keyword"),
+     "_silence_, _background_noise_, phrases): choose another keyword"),
+    (["Phrases"], "'Phrases' is a class or folder name of its own"),
     (["_silence_"], "'_silence_' is a class or folder name of its own"),
     (["_background_noise_"], "'_background_noise_' is a class or folder name of its own"),
     (["hey!"], "'hey!' has the character '!', which cannot be spoken or be part of a folder "

@@ -97,3 +97,28 @@ def test_near_misses_are_dealt_on_top_of_the_unknown_words_and_change_nothing_el
     # no generic words left (a keyword list that takes them all): near-misses only
     only = make_speakers(cfg, seed=7, unknown_words=(), near_misses=near)
     assert all(s.unknown_words == () and len(s.near_misses) == 2 for s in only)
+
+
+def test_phrases_are_running_speech_of_the_phrase_words_and_change_nothing_else():
+    cfg = CFG.model_copy(update={"num_server_speakers": 6, "num_client_speakers": 3,
+                                 "unknown_phrases_per_speaker": 3})  # fmt: skip
+    words = ("table", "window", "morning", "water", "green")
+    plain = make_speakers(cfg, seed=7)
+    made = make_speakers(cfg, seed=7, phrase_words=words)
+    assert [replace(s, phrases=()) for s in made] == plain  # a stream of their own
+    assert all(s.phrases == () for s in plain)
+    lengths = Counter()
+    for s in made:
+        assert len(s.phrases) == 3
+        for phrase in s.phrases:
+            said = phrase.split(" ")
+            assert set(said) <= set(words)
+            lengths[len(said)] += 1
+    assert set(lengths) == set(range(speakers.PHRASE_WORDS[0], speakers.PHRASE_WORDS[1] + 1))
+    assert made == make_speakers(cfg, seed=7, phrase_words=words)
+    assert made != make_speakers(cfg, seed=8, phrase_words=words)
+    none = make_speakers(cfg.model_copy(update={"unknown_phrases_per_speaker": 0}), seed=7,
+                         phrase_words=words)  # fmt: skip
+    assert all(s.phrases == () for s in none)
+    counts = clip_counts(made, keyword_clips=4)
+    assert counts["server"] == 6 * (4 + 2 + 3) and counts["client"] == 3 * (4 + 2 + 3)

@@ -20,7 +20,7 @@ from components.data import acoustics, festival, speakers, synthesize
 from components.data.acoustics import Channel
 from components.data.engines import FliteEngine
 from components.data.espeak import espeak
-from components.data.labels import BACKGROUND_NOISE_DIR, UNKNOWN_WORDS
+from components.data.labels import BACKGROUND_NOISE_DIR, PHRASE_FOLDER, UNKNOWN_WORDS
 from components.data.speakers import CLIENT, SERVER, clip_counts
 from components.data.synthesize import CLIP_SAMPLES, render_clip, synthesize_corpus
 from components.errors import EdgelearnError
@@ -32,10 +32,12 @@ TINY = CorpusParams(
     num_client_speakers=5,
     keyword_repeats=1,
     unknown_words_per_speaker=1,
+    unknown_phrases_per_speaker=1,
     noise_seconds=3.0,
     workers=1,
 )
 WORDS = ("yes", "left", "go")  # keywords of the tiny corpus
+PHRASE_WORDS = ("table", "window", "morning", "water")  # running speech is made of these
 NAME = re.compile(r"^[0-9a-f]{8}_nohash_\d+\.wav$")
 # The recorded person behind each voice: no person may speak in both pools.
 PERSON = {"kal16": "kal", "kal_diphone": "kal", "awb": "awb", "rms": "rms", "slt": "slt",
@@ -70,8 +72,9 @@ def corpus(tmp_path_factory, speech_engines) -> tuple[Path, synthesize.CorpusSum
     out = tmp_path_factory.mktemp("synth") / "corpus"
     calls: list[tuple[int, int]] = []
     summary = synthesize_corpus(
-        TINY, out, seed=7, progress=lambda d, t: calls.append((d, t)), keywords=WORDS
-    )
+        TINY, out, seed=7, progress=lambda d, t: calls.append((d, t)), keywords=WORDS,
+        phrase_words=PHRASE_WORDS,
+    )  # fmt: skip
     assert calls[-1] == (12, 12)
     assert festival.session_pid() is None  # the in-process Festival was closed
     return out, summary
@@ -81,11 +84,11 @@ def corpus(tmp_path_factory, speech_engines) -> tuple[Path, synthesize.CorpusSum
 def test_layout_and_wav_format(corpus):
     out, summary = corpus
     clips = [p for p in out.glob("*/*.wav") if p.parent.name != BACKGROUND_NOISE_DIR]
-    assert summary.num_clips == len(clips) == 12 * (len(WORDS) + 1)
-    for word in WORDS:
+    assert summary.num_clips == len(clips) == 12 * (len(WORDS) + 2)
+    for word in (*WORDS, PHRASE_FOLDER):
         assert len(list((out / word).glob("*.wav"))) == 12
     for path in clips:
-        assert path.parent.name in WORDS or path.parent.name in UNKNOWN_WORDS
+        assert path.parent.name in (*WORDS, *UNKNOWN_WORDS, PHRASE_FOLDER)
         assert NAME.match(path.name), path.name
         with wave.open(str(path)) as f:
             assert (f.getframerate(), f.getnchannels(), f.getsampwidth()) == (16000, 1, 2)
@@ -149,7 +152,7 @@ def test_clip_counts_per_engine_and_pool_match_the_files(corpus):
     for path in out.glob("*/*_nohash_*.wav"):
         m = table[path.name.split("_")[0]]
         files.update([m["pool"], m["engine"], f"{m['pool']}/{m['engine']}"])
-    made = speakers.make_speakers(TINY, seed=7)
+    made = speakers.make_speakers(TINY, seed=7, phrase_words=PHRASE_WORDS)
     assert clip_counts(made, len(WORDS)) == dict(files)
     assert files["festival"] > 0 and files["flite"] > 0 and files["espeak-ng"] > 0
 
@@ -158,10 +161,11 @@ def test_clip_counts_per_engine_and_pool_match_the_files(corpus):
 def test_byte_identical_whatever_the_workers_and_no_festival_left(corpus, tmp_path):
     out, _ = corpus
     again = synthesize_corpus(TINY.model_copy(update={"workers": 2}), tmp_path / "a", seed=7,
-                              keywords=WORDS)  # fmt: skip
+                              keywords=WORDS, phrase_words=PHRASE_WORDS)  # fmt: skip
     assert _snapshot(again.out_dir) == _snapshot(out)
     assert _stray_festivals() == []  # each worker ended its Festival before it exited
-    other = synthesize_corpus(TINY, tmp_path / "b", seed=8, keywords=WORDS)
+    other = synthesize_corpus(TINY, tmp_path / "b", seed=8, keywords=WORDS,
+                              phrase_words=PHRASE_WORDS)  # fmt: skip
     assert _snapshot(other.out_dir) != _snapshot(out)
 
 
@@ -241,6 +245,25 @@ def test_render_places_the_word_and_its_tail_and_levels_the_word():
     long[:2000] = long[-2000:] = 0.5
     clip = render_clip(long, 20000, silent, (10.0, 10.0), 0.0, rng)
     assert len(np.unique(np.round(clip, 6))) == 1  # the middle second, no edges
+
+
+def test_running_speech_is_a_random_second_of_the_phrase():
+    """A phrase longer than a clip keeps a random second (each one somewhere else), never a
+    window past its ends; words keep their middle second."""
+    n, a = 48000, 0.1
+    b = (1.0 - a) / (n - 1)  # the ramp: a + b·i at sample i, so a cut's start shows in its ends
+    ramp = (a + b * np.arange(n)).astype(np.float32)
+    silent = [np.zeros(32000, np.float32)]
+    starts = set()
+    for seed in range(12):
+        clip = render_clip(ramp, n, silent, (10.0, 10.0), 0.0, np.random.default_rng(seed),
+                           random_crop=True).astype(np.float64)  # fmt: skip
+        assert clip.shape == (CLIP_SAMPLES,) and clip.all()
+        r = clip[0] / clip[-1]  # the level is random, the ratio of the ends is not
+        start = (a * (1 - r) - r * b * (CLIP_SAMPLES - 1)) / (b * (r - 1))
+        assert -50 <= start <= n - CLIP_SAMPLES + 50  # int16 rounding: within a few samples
+        starts.add(round(start / 1000))
+    assert len(starts) >= 6  # spread over the phrase, not one place
 
 
 def test_speak_word_warps_then_adds_the_room_tail(speech_engines):
