@@ -195,6 +195,30 @@ def cmd_listen(args: argparse.Namespace) -> int:
                        args.smoothing, args.refractory)  # fmt: skip
 
 
+def cmd_probe_export(args: argparse.Namespace) -> int:
+    from components.config import load_params
+    from components.search.probe import export_from_params
+
+    out = Path(args.directory)
+    probe = export_from_params(load_params(args.params), out, args.profile, args.width_stride)
+    graphs = len(probe["files"])
+    print(f"wrote {out}/: {graphs} ONNX graphs for {len(probe['entries'])} latency-table entries "
+          f"({len(probe['layers'])} layers, width stride {probe['width_stride']}), probe.json "
+          f"(timing settings of '{probe['device']['name']}') and measure.py")  # fmt: skip
+    print(f"copy {out}/ to the device; there, with numpy and onnxruntime only (no torch):")
+    print(f"  cd {out.name} && python measure.py --out lut.json --device-name NAME")
+    print("then copy lut.json back here, set `search.lut_import: lut.json` in params.yaml and run "
+          "`dvc repro`")  # fmt: skip
+    return 0
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgelearn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -266,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="no new event this long after one (default: %(default)g)",
     )
     p.set_defaults(func=cmd_listen)
+
+    p = sub.add_parser("probe", help="measure a device the pipeline cannot reach")
+    probe = p.add_subparsers(dest="probe_command", required=True)
+    p = with_params(probe.add_parser(
+        "export", help="write the table's graphs and a torch-free measure.py for the device",
+    ))  # fmt: skip
+    p.add_argument("directory", metavar="DIR", help="the probe folder to write (replaced whole)")
+    p.add_argument("--profile", default=None,
+                   help="device profile whose timing settings the device uses "
+                        "(default: search.profile)")  # fmt: skip
+    p.add_argument("--width-stride", type=positive_int, default=None, metavar="K",
+                   help="measure every K-th width (default: search.lut_width_stride)")  # fmt: skip
+    p.set_defaults(func=cmd_probe_export)
     return parser
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from components.model.subnet import extract_subnet
 from components.model.supernet import SuperNet
 
 LUT_FORMAT = "edgelearn.lut/1"
+TABLE_METHOD = "in-network differences against the all-removed network, batch 1, interleaved"
 
 
 @dataclass
@@ -149,6 +150,76 @@ def widths_key(widths: Sequence[int]) -> str:
     return f"widths {[int(w) for w in widths]}"
 
 
+@dataclass(frozen=True)
+class TableEntry:
+    """One network the table is measured from: the all-removed network (``base``), one layer
+    alone at one grid width (``layer``), or the full network (``full``)."""
+
+    role: Literal["base", "layer", "full"]
+    widths: tuple[int, ...]
+    layer: int | None = None
+
+    @property
+    def key(self) -> str:
+        return widths_key(self.widths)
+
+
+def measurement_grids(space: SearchSpace, width_stride: int) -> list[list[int]]:
+    return [measurement_grid(space.width_choices(i), width_stride) for i in range(space.num_layers)]
+
+
+def table_entries(space: SearchSpace, width_stride: int) -> list[TableEntry]:
+    """The networks a table is measured from, in measuring order: base, each layer alone at
+    each grid width, full. The host (``build_table_with``) and a device probe both measure
+    exactly these."""
+    zeros = space.smallest()
+    entries = [TableEntry("base", tuple(zeros))]
+    for i, grid in enumerate(measurement_grids(space, width_stride)):
+        for w in grid:
+            widths = list(zeros)
+            widths[i] = w
+            entries.append(TableEntry("layer", tuple(widths), i))
+    entries.append(TableEntry("full", tuple(space.largest())))
+    return entries
+
+
+def table_from_medians(
+    space: SearchSpace,
+    device: dict[str, Any],
+    medians: Mapping[str, float],
+    width_stride: int,
+    info: Mapping[str, Any] | None = None,
+) -> LatencyTable:
+    """Assemble the table from the median latency (ms) of every ``table_entries`` network,
+    keyed by ``TableEntry.key``: ``base_ms`` is the base network, a layer's entry is its
+    network minus the base, interpolated over the width choices; the full network's median
+    goes to ``info["full_ms"]``."""
+    entries = table_entries(space, width_stride)
+    missing = [e.key for e in entries if e.key not in medians]
+    if missing:
+        more = " ..." if len(missing) > 3 else ""
+        raise ConfigError(f"latency table: no median for {', '.join(missing[:3])}{more}")
+    base = float(medians[entries[0].key])
+    measured: list[dict[int, float]] = [{} for _ in range(space.num_layers)]
+    for e in entries:
+        if e.layer is not None:
+            measured[e.layer][e.widths[e.layer]] = float(medians[e.key]) - base
+    layer_ms = [interpolate(m, space.width_choices(i)) for i, m in enumerate(measured)]
+    grids = [sorted(m) for m in measured]
+    full = {"width_stride": width_stride, "full_ms": float(medians[entries[-1].key])}
+    return LatencyTable(space, device, base, layer_ms, grids, {**(info or {}), **full})
+
+
+def example_input(space: SearchSpace) -> torch.Tensor:
+    """The batch-1 input every latency graph is exported with (input name ``input``)."""
+    return torch.zeros(1, space.n_mels, space.frames)
+
+
+def subnet_onnx(net: SuperNet, widths: Sequence[int]) -> bytes:
+    """The ONNX graph of the sub-network ``widths`` of ``net``, as the latency table times it."""
+    return onnx_bytes(extract_subnet(net, list(widths)).eval(), (example_input(net.space),))
+
+
 def network_latencies(
     net: SuperNet,
     archs: Sequence[Sequence[int]],
@@ -158,13 +229,12 @@ def network_latencies(
 ) -> list[Latency]:
     """Measure sub-networks of ``net`` (extracted, exported to ONNX) at batch 1, interleaved so
     that figures which will be compared or subtracted share the machine's conditions."""
-    example = torch.zeros(1, net.space.n_mels, net.space.frames)
-    feed = {"input": example.numpy()}
+    feed = {"input": example_input(net.space).numpy()}
     models: dict[str, tuple[bytes, dict[str, np.ndarray]]] = {}
     for widths in archs:
         key = widths_key(widths)
         if key not in models:
-            models[key] = (onnx_bytes(extract_subnet(net, list(widths)).eval(), (example,)), feed)
+            models[key] = (subnet_onnx(net, widths), feed)
         if progress is not None:
             progress(len(models), len(archs) + 1)
     latencies = measurer(models, profile)
@@ -202,32 +272,18 @@ def build_table_with(
 ) -> tuple[LatencyTable, list[Latency]]:
     """``build_table``, with the ``extra`` whole networks measured in the same interleaved
     measurement (so the table and those figures share the machine's conditions)."""
-    space = net.space
-    layers = range(space.num_layers)
-    grids = [measurement_grid(space.width_choices(i), width_stride) for i in layers]
-    zeros = [0] * space.num_layers
-    archs = [zeros]
-    for i, grid in enumerate(grids):
-        for w in grid:
-            widths = list(zeros)
-            widths[i] = w
-            archs.append(widths)
-    archs.append(space.largest())
+    entries = table_entries(net.space, width_stride)
+    archs = [list(e.widths) for e in entries]
     latencies = network_latencies(net, [*archs, *extra], profile, measurer, progress)
-    medians = [lat.median_ms for lat in latencies[: len(archs)]]
-    base, at = medians[0], iter(medians[1:-1])
-    layer_ms = [
-        interpolate({w: next(at) - base for w in grid}, space.width_choices(i))
-        for i, grid in enumerate(grids)
-    ]
+    medians = {
+        e.key: lat.median_ms for e, lat in zip(entries, latencies[: len(archs)], strict=True)
+    }
     info = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "machine": platform.machine(),
         "processor": platform.processor(),
-        "method": "in-network differences against the all-removed network, batch 1, interleaved",
-        "width_stride": width_stride,
-        "full_ms": medians[-1],
+        "method": TABLE_METHOD,
     }
-    table = LatencyTable(space, profile.model_dump(), base, layer_ms, grids, info)
+    table = table_from_medians(net.space, profile.model_dump(), medians, width_stride, info)
     return table, latencies[len(archs) :]
