@@ -1,10 +1,10 @@
 """Super-network benchmark: inherited-weight accuracy vs training from scratch, and training cost.
 
-Trains the super-network with the stage's own parameters, then trains 8 of its sub-networks
-(smallest to largest) from scratch with the same recipe and epochs, all in this one run, at
-each training seed (the data and its splits are the pipeline's).
+Trains the super-network with the stage's own parameters, then 8 (``--subnets``) of its
+sub-networks (smallest to largest) from scratch with the same recipe and epochs, all in this one
+run, at each training seed (the data and its splits are the pipeline's).
 
-    python -m bench.supernet [--params params.yaml] [--epochs N] [--seeds 1234,1,2]
+    python -m bench.supernet [--params params.yaml] [--epochs N] [--seeds 1234,1,2] [--subnets 8]
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ def spread_architectures(space: SearchSpace, n: int, seed: int) -> list[list[int
     return [space.smallest(), *picks, space.largest()]
 
 
-def run_seed(p: SupernetParams, data: ServerData, test: ServerData, seed: int) -> dict[str, Any]:
-    """The super-network and the 8 spread sub-networks from scratch, at one training seed."""
+def run_seed(
+    p: SupernetParams, data: ServerData, test: ServerData, seed: int, subnets: int = 8
+) -> dict[str, Any]:
+    """The super-network and ``subnets`` spread sub-networks from scratch, at one seed."""
     space = space_from_params(p, data.train_x.shape[1], data.train_x.shape[2], len(data.classes))
     torch.manual_seed(seed)
     net = SuperNet(space)
@@ -51,12 +53,13 @@ def run_seed(p: SupernetParams, data: ServerData, test: ServerData, seed: int) -
     calibration = super_fit.module.calibration
     records: list[dict[str, Any]] = []
     # the same 8 architectures at every seed (drawn with the params' seed), so seeds average
-    for i, widths in enumerate(spread_architectures(space, 8, ARCH_SEED)):
+    for i, widths in enumerate(spread_architectures(space, subnets, ARCH_SEED)):
         inherited = recalibrate_batch_norm(extract_subnet(net, widths), calibration)
         torch.manual_seed(seed)
         scratch = SubNetwork(space, widths)
         scratch.norm.set_stats(data.train_x)
-        print(f"seed {seed}: training sub-network {i + 1}/8 {widths} from scratch ...", flush=True)
+        print(f"seed {seed}: training sub-network {i + 1}/{subnets} {widths} from scratch ...",
+              flush=True)  # fmt: skip
         scratch_fit = fit(scratch, p, data, seed)
         rec: dict[str, Any] = {
             "widths": widths,
@@ -101,6 +104,8 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--epochs", type=int, default=None, help="override supernet.epochs")
     parser.add_argument("--seeds", default=None, help="training seeds (default: base.seed,1,2)")
+    parser.add_argument("--subnets", type=int, default=8,
+                        help="sub-networks from smallest to largest (at least 2)")  # fmt: skip
     args = parser.parse_args()
     quiet()
     params = load_params(args.params)
@@ -111,7 +116,7 @@ def main() -> None:
              else [params.base.seed, 1, 2])  # fmt: skip
     data = load_server_data(Path(params.paths.prepared))
     test = load_server_data(Path(params.paths.prepared), split_eval="test")
-    runs = [run_seed(p, data, test, seed) for seed in seeds]
+    runs = [run_seed(p, data, test, seed, max(2, args.subnets)) for seed in seeds]
 
     rows = []
     for i, rec in enumerate(runs[0]["subnets"]):
@@ -133,7 +138,7 @@ def main() -> None:
     print(
         table(
             ["full net test % (inherited)", "smallest test %", "spread", "median gap test",
-             "supernet train s", "8 from scratch s", "ratio"],
+             "supernet train s", f"{len(runs[0]['subnets'])} from scratch s", "ratio"],
             [[_ms([x["full_inherited_test"] for x in s]),
               _ms([x["smallest_inherited_test"] for x in s]),
               _ms([x["spread_inherited_test"] for x in s], "+.1f"),
