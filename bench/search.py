@@ -88,13 +88,14 @@ def main() -> None:
     for name, o in result.outcomes.items():
         t = result.trained.get(name)
         rows.append([
-            name, str(o.widths), us(o.predicted_ms), us(h["winners_measured_ms"][name]),
-            "yes" if h["winners_measured_ms"][name] <= m["latency_budget_ms"] else "NO",
+            name, str(o.widths), us(o.predicted_ms), us(h["winners"][name]["measured_latency_ms"]),
+            us(h["winners"][name]["aligned_latency_ms"]),
+            "yes" if h["winners"][name]["fits_budget"] else "NO",
             pct(o.accuracy), pct(t.val_acc if t else None), pct(t.test_acc if t else None),
             pct(t.client_test_acc if t else None), o.candidates_evaluated, f"{o.seconds:.1f}",
         ])  # fmt: skip
     print()
-    print(table(["method", "widths", "predicted us", "measured us", "in budget",
+    print(table(["method", "widths", "predicted us", "measured us", "aligned us", "in budget",
                  "inherited/fine-tuned val %", "trained val %", "trained test %",
                  "trained client-test %", "evaluated", "search s"], rows))  # fmt: skip
     v2 = m["supernet_train_seconds"] + m["search_seconds"]

@@ -270,6 +270,10 @@ class FaultParams(Section):
     nan: Fraction = 0.0  # upload NaN values
     bad_shape: Fraction = 0.0  # upload one value short of the declared shapes
     huge_norm: Fraction = 0.0  # upload values scaled by 1e4
+    # realistic bad updates, of an honest size or close to it (delta = trained - received):
+    sign_flip: Fraction = 0.0  # upload received - delta
+    scaled: Fraction = 0.0  # upload received + k * delta, k uniform in [5, 20] per client round
+    random: Fraction = 0.0  # upload received + Gaussian noise with the norm of delta, per variable
 
     @model_validator(mode="after")
     def _rates_sum_to_at_most_one(self) -> FaultParams:
@@ -288,6 +292,19 @@ class SimulationParams(Section):
     address: str = ""  # "" = start Ray here; "auto" or "ray://HOST:10001" joins a cluster
 
 
+class ScreeningParams(Section):
+    """The cohort check: a round's accepted updates judged against each other, per variable."""
+
+    cohort: bool = True  # false = the absolute checks (shape, NaN, max_update_norm) only
+    min_cohort: Annotated[int, Field(ge=3)] = 3  # accepted clients a variable needs to be judged
+    # an outlier's update norm on a variable has a modified z-score above outlier_z AND is
+    # more than outlier_ratio times the cohort's median
+    outlier_z: Annotated[float, Field(gt=0.0)] = 3.5
+    outlier_ratio: Annotated[float, Field(ge=1.0)] = 4.0
+    # direction check: reject a cosine to the cohort's coordinate-wise median update below this
+    min_cosine: Annotated[float, Field(ge=-1.0, le=1.0)] | None = None  # None = off
+
+
 class FinetuneParams(Section):
     """Federated fine-tuning on Flower's simulation engine with PVT and OMC."""
 
@@ -304,6 +321,7 @@ class FinetuneParams(Section):
     server: ServerOptimizerParams = ServerOptimizerParams()
     pvt: PvtParams = PvtParams()
     omc: OmcParams = OmcParams()
+    screening: ScreeningParams = ScreeningParams()
     faults: FaultParams = FaultParams()
     simulation: SimulationParams = SimulationParams()
 

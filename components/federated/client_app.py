@@ -38,9 +38,10 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.clientapp import ClientApp
 
 from components.federated import protocol as P
-from components.federated.compression import QuantizedTensor
+from components.federated.compression import QuantizedTensor, quantize
 from components.federated.data import open_pool
-from components.federated.payload import Value, decode_payload, encode_payload
+from components.federated.faults import forge_update
+from components.federated.payload import Value, decode_payload, encode_payload, float_values
 from components.federated.training import ClientModel, LocalConfig, count_correct, materialize
 from components.federated.variables import ModelLayout
 from components.model.subnet import build_subnet
@@ -66,8 +67,20 @@ def _state(msg: Message, layout: ModelLayout) -> dict[str, Value]:
     return decode_payload(P.arrays_of(content, P.MODEL), P.config_of(content, P.LAYOUT), layout)
 
 
-def _corrupt(values: dict[str, Value], fault: str) -> None:
-    """Damage the upload the way a broken client would (the server must catch it)."""
+def _corrupt(
+    values: dict[str, Value], fault: str, received: dict[str, Value], seed: int, transform: str
+) -> None:
+    """Damage the upload the way a broken or malicious client would: NaN, a 1e4 scale, or an
+    update forged from the honest one (``faults.forge_update``; OMC entries are compressed again,
+    rounded to nearest, so the upload looks like an honest one on the wire)."""
+    if fault in P.FORGED:
+        forged = forge_update(
+            fault, float_values({n: received[n] for n in values}), float_values(values), seed
+        )
+        for n, v in values.items():
+            t = torch.from_numpy(forged[n])
+            values[n] = quantize(t, v.bits, transform) if isinstance(v, QuantizedTensor) else t
+        return
     name = sorted(values)[0]
     v = values[name]
     if fault == P.NAN:
@@ -123,8 +136,8 @@ def handle_train(msg: Message, context: Context, data_dir: str, threads: int) ->
     x, y = pool.clips(client, "train")
     result = model.train(x, y, local)
     values = result.values
-    if fault in (P.NAN, P.HUGE_NORM):
-        _corrupt(values, fault)
+    if fault in (P.NAN, P.HUGE_NORM, *P.FORGED):
+        _corrupt(values, fault, state, seed, local.transform)
     arrays, layout_record = encode_payload(values, layout)
     if fault == P.BAD_SHAPE:
         _truncate(arrays)

@@ -16,9 +16,12 @@ from flwr.app import ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 MODEL, LAYOUT, CONFIG, UPDATE, METRICS = "model", "layout", "config", "update", "metrics"
 
-# Faults a simulated client can be told to commit (never sent outside simulations).
+# Faults a simulated client can be told to commit (never sent outside simulations): absurd ones,
+# then realistic bad updates (faults.py); ``sampling.draw_fault`` stacks the rates in this order.
 CRASH, TIMEOUT, NAN, BAD_SHAPE, HUGE_NORM = "crash", "timeout", "nan", "bad_shape", "huge_norm"
-FAULTS = (CRASH, TIMEOUT, NAN, BAD_SHAPE, HUGE_NORM)
+SIGN_FLIP, SCALED, RANDOM = "sign_flip", "scaled", "random"
+FAULTS = (CRASH, TIMEOUT, NAN, BAD_SHAPE, HUGE_NORM, SIGN_FLIP, SCALED, RANDOM)
+FORGED = (SIGN_FLIP, SCALED, RANDOM)  # an update made from the honest one
 
 
 def arrays_of(content: RecordDict, name: str) -> ArrayRecord:

@@ -3,7 +3,8 @@
 *Failed*: the client raised, timed out or never answered (nothing to look at). *Rejected*: it
 answered, but the update does not decode against the layout, counts no examples, or fails
 ``aggregation.validate_update`` (variables it was not asked to train, wrong shapes, NaN/Inf, an
-absurd norm). Only accepted updates reach the aggregate.
+absurd norm). The accepted ones are then judged against each other (``cohort.py``); only those
+that pass both reach the aggregate.
 """
 
 from __future__ import annotations

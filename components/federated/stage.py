@@ -154,7 +154,8 @@ def run(
             peaks = [m["peak_bytes"] for m in report.memory if "peak_bytes" in m]
             record.update(
                 participating=report.sampled, accepted=report.accepted, failed=report.failed,
-                rejected=report.rejected, skipped=float(report.skipped),
+                rejected=report.rejected, outliers=report.outliers, judged=report.judged,
+                faults_reached_model=sum(report.reached.values()), skipped=float(report.skipped),
                 bytes_up_per_client=np.mean(report.bytes_up) if report.bytes_up else 0.0,
                 bytes_down_per_client=np.mean(report.bytes_down) if report.bytes_down else 0.0,
                 cumulative_bytes_up=totals["up"], cumulative_bytes_down=totals["down"],
@@ -246,9 +247,15 @@ def _metrics(
         "memory_probes": len(probes),
         "failed_client_updates": sum(r.failed for r in reports),
         "rejected_client_updates": sum(r.rejected for r in reports),
+        "outlier_client_updates": sum(r.outliers for r in reports),  # of the rejected
+        "cohort_judged_updates": sum(r.judged for r in reports),
+        "honest_rejected_updates": sum(r.honest_rejected for r in reports),  # handed no fault
         "skipped_rounds": sum(r.skipped for r in reports),
         "injected_faults": sum(sum(r.injected.values()) for r in reports),
         **{f"injected_{kind}": sum(r.injected.get(kind, 0) for r in reports) for kind in P.FAULTS},
+        "faults_reached_model": sum(sum(r.reached.values()) for r in reports),
+        **{f"reached_model_{kind}": sum(r.reached.get(kind, 0) for r in reports)
+           for kind in P.FAULTS},
         "variables_total": len(layout.variables),
         "compressed_variables": len(strategy.compressed),
         "train_seconds": round(outcome.rounds_seconds, 2),

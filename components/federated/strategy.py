@@ -5,8 +5,9 @@ sets of arrays, so PVT needs its own. One round: ``sampling.plan_round`` picks t
 what each trains (and, in simulations, which fault it commits); ``configure_train`` sends each the
 full model (OMC: compressed entries as codes, rounded to nearest); Flower waits up to
 ``round_timeout_s``; ``aggregate_train`` screens every sampled client's reply
-(``screening.screen_reply``: accepted, failed or rejected) and ``rounds.close_round`` averages the
-accepted updates per variable and applies the server optimizer, or skips the round when fewer than
+(``screening.screen_reply``: accepted, failed or rejected), and ``rounds.close_round`` judges the
+accepted ones against each other (``cohort.screen_cohort``, ``finetune.screening``), averages the
+rest per variable and applies the server optimizer, or skips the round when fewer than
 ``min_clients`` were accepted. Every round's ``RoundReport`` stays in ``reports``.
 """
 
@@ -176,9 +177,8 @@ class PartialVariableStrategy(Strategy):
                                     p.max_update_norm, self._scale, p.round_timeout_s))
             for a in sorted(self._assigned.values(), key=lambda a: a.client)
         )  # fmt: skip
-        stepped = close_round(
-            report, verdicts, self._current, self._sent, self.optimizer, p.min_clients
-        )
+        stepped = close_round(report, verdicts, self._current, self._sent, self.optimizer,
+                              p.min_clients, p.screening)  # fmt: skip
         new = None if stepped is None else numpy_to_arrays(stepped)
         report.seconds = time.perf_counter() - self._started
         return new, MetricRecord(dict(report.counts()))  # a copy typed as MetricRecord wants

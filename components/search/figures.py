@@ -16,19 +16,21 @@ STYLE = {"mcd": ("tab:blue", "o"), "random": ("tab:orange", "^"),
 
 
 def pareto_figure(result: SearchResult) -> Figure:
-    """Left: inherited-weight accuracy vs measured latency of every candidate; right: the
-    winners after equal training."""
+    """Left: inherited-weight accuracy vs aligned latency (a measured figure mapped onto the
+    table's conditions, where the budget line lives) of every candidate; right: the winners
+    after equal training."""
     fig = Figure(figsize=(12, 4.8))
     ax, ax2 = fig.subplots(1, 2)
     budget = result.metrics["latency_budget_ms"] * 1e3
     for name, outcome in result.outcomes.items():
         color, marker = STYLE.get(name, ("gray", "x"))
-        pts = [(result.measured.get(arch_key(c.widths)), c.accuracy) for c in outcome.evaluated]
+        pts = [(result.quick_aligned_ms.get(arch_key(c.widths)), c.accuracy)
+               for c in outcome.evaluated]  # fmt: skip
         pts = [(x * 1e3, y) for x, y in pts if x is not None]
         if pts:
             ax.scatter(*zip(*pts, strict=True), s=14, alpha=0.45, color=color, marker=marker,
                        label=f"{name} candidates ({len(outcome.evaluated)})")  # fmt: skip
-        win = result.history["winners_measured_ms"][name] * 1e3
+        win = result.history["winners"][name]["aligned_latency_ms"] * 1e3
         ax.scatter([win], [outcome.accuracy], s=140, color=color, marker=marker,
                    edgecolor="black", linewidth=1.2, label=f"{name} winner")  # fmt: skip
         if name in result.trained:
@@ -39,7 +41,7 @@ def pareto_figure(result: SearchResult) -> Figure:
                         label=f"{name} client test")  # fmt: skip
     for a in (ax, ax2):
         a.axvline(budget, color="black", linestyle="--", linewidth=1, label="budget")
-        a.set_xlabel("measured latency, batch 1 (µs)")
+        a.set_xlabel("aligned latency (measured, in the table's conditions), batch 1 (µs)")
         a.grid(alpha=0.3)
     ax.set_ylabel("val accuracy, inherited weights + BN recalibration (%)")
     ax.set_title(f"search on {result.arch['device']}: every evaluated candidate")

@@ -1,37 +1,82 @@
 """Whole-network latency on the device, as the search stage needs it.
 
-The stage asks a ``LatencyMeasurer`` for three things: the per-layer table, whole-network figures
-in the table's conditions (for the budget check and the Pareto plot), and a fresh table measured
-together with some whole networks (to check the table's error). ``OnnxRuntimeMeasurer`` does it
-on this machine; tests inject a stub.
+The stage asks a ``LatencyMeasurer`` for two things: the per-layer table measured together with
+some whole networks (the table's check, ``measure_table``), and later whole-network figures for
+the winners and the Pareto plot, each timed in a run of its own together with the all-removed
+and the full network (``RunLatency``). ``OnnxRuntimeMeasurer`` does it on this machine; tests
+inject a stub.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from components.latency import DeviceProfile, Latency
+import numpy as np
+
+from components.latency import DeviceProfile, Latency, median_of
+from components.model.space import SearchSpace
 from components.model.supernet import SuperNet
 from components.progress import Progress, no_progress
-from components.search.lut import LatencyTable, build_table, build_table_with, network_latencies
+from components.search.lut import (
+    LatencyTable,
+    build_table_with,
+    network_latencies,
+    table_entries,
+)
+from components.search.records import arch_key
+
+
+@dataclass(frozen=True)
+class RunLatency:
+    """One network timed in an interleaved run together with the all-removed and the full
+    network. ``raw_ms`` is its own median in that run; ``aligned_ms`` is that figure mapped onto
+    a table's conditions (``LatencyTable.align``, through the two anchors); ``run_full_ms`` and
+    ``run_base_ms`` are the anchors' raw medians in the same run (all ms)."""
+
+    raw_ms: float
+    aligned_ms: float
+    run_full_ms: float
+    run_base_ms: float
+
+    def fits(self, budget_ms: float, table_full_ms: float) -> bool:
+        """The budget rule. The budget is a fraction of the full network's latency
+        (``budget_ms / table_full_ms``, in the table's conditions), so a network fits when its
+        raw median is at most that fraction of the full network's raw median in the same run:
+        within the budget in the conditions of its own measurement, with no mapping involved.
+        (Compared as ratios, so a figure exactly at the budget is not lost to rounding.)"""
+        return self.raw_ms / self.run_full_ms <= budget_ms / table_full_ms
+
+    def run_budget_ms(self, budget_ms: float, table_full_ms: float) -> float:
+        """The budget scaled to this run: ``budget_ms / table_full_ms * run_full_ms``."""
+        return budget_ms / table_full_ms * self.run_full_ms
+
+
+def run_latencies(
+    lut: LatencyTable, raw_ms: Sequence[float], run_base_ms: float, run_full_ms: float
+) -> list[RunLatency]:
+    """``raw_ms``, timed in one run with the all-removed (``run_base_ms``) and the full network
+    (``run_full_ms``), each with its figure aligned onto ``lut``'s conditions."""
+    return [RunLatency(ms, lut.align(ms, run_base_ms, run_full_ms), run_full_ms, run_base_ms)
+            for ms in raw_ms]  # fmt: skip
 
 
 class LatencyMeasurer(Protocol):
-    def table(self, progress: Progress = no_progress) -> LatencyTable:
-        """Measure the per-layer table (``info["full_ms"]`` holds the full network's figure)."""
+    def table_with(
+        self, archs: Sequence[Sequence[int]], progress: Progress = no_progress
+    ) -> tuple[LatencyTable, list[Latency]]:
+        """The per-layer table (``info["full_ms"]`` holds the full network's median) and the
+        whole networks ``archs``, measured in one interleaved measurement."""
         ...
 
     def latencies(
         self, lut: LatencyTable, archs: Sequence[Sequence[int]], quick: bool = False,
         phase: str = "", progress: Progress = no_progress,
-    ) -> list[float]:  # fmt: skip
-        """Whole-network latencies (ms) mapped onto ``lut``'s conditions; ``quick``: fewer
-        samples and a looser precision (figures for a plot)."""
-        ...
-
-    def table_with(self, archs: Sequence[Sequence[int]]) -> tuple[LatencyTable, list[Latency]]:
-        """A fresh table and ``archs`` measured in one measurement (the table check)."""
+    ) -> list[RunLatency]:  # fmt: skip
+        """``archs`` timed in one run with the all-removed and the full network; ``quick``:
+        fewer samples and a looser precision (figures for a plot)."""
         ...
 
 
@@ -49,25 +94,81 @@ class OnnxRuntimeMeasurer:
             "max_seconds": min(profile.max_seconds, 10.0),
         })  # fmt: skip
 
-    def table(self, progress: Progress = no_progress) -> LatencyTable:
-        return build_table(
-            self.net, self.profile, self.width_stride,
+    def table_with(
+        self, archs: Sequence[Sequence[int]], progress: Progress = no_progress
+    ) -> tuple[LatencyTable, list[Latency]]:
+        return build_table_with(
+            self.net, self.profile, archs, width_stride=self.width_stride,
             progress=lambda d, n: progress("latency table", d, n),
         )  # fmt: skip
 
     def latencies(
         self, lut: LatencyTable, archs: Sequence[Sequence[int]], quick: bool = False,
         phase: str = "", progress: Progress = no_progress,
-    ) -> list[float]:  # fmt: skip
-        """Measured interleaved with the all-removed and the full network, then
-        ``LatencyTable.align``-ed through those two."""
+    ) -> list[RunLatency]:  # fmt: skip
         space = self.net.space
         report = (lambda d, n: progress(phase, d, n)) if phase else None
         *lats, low, high = network_latencies(
             self.net, [*archs, space.smallest(), space.largest()],
             self.quick if quick else self.profile, progress=report,
         )  # fmt: skip
-        return [lut.align(lat.median_ms, low.median_ms, high.median_ms) for lat in lats]
+        return run_latencies(lut, [lat.median_ms for lat in lats], low.median_ms, high.median_ms)
 
-    def table_with(self, archs: Sequence[Sequence[int]]) -> tuple[LatencyTable, list[Latency]]:
-        return build_table_with(self.net, self.profile, archs, width_stride=self.width_stride)
+
+def draw_check_archs(
+    choices: Sequence[Sequence[int]], n: int, seed: int, exclude: set[str]
+) -> list[list[int]]:
+    """``n`` distinct random architectures (as many as the space holds outside ``exclude``),
+    drawn from ``seed`` before the search, to be measured whole together with the table."""
+    rng = np.random.default_rng(seed + 17)
+    wanted = min(n, math.prod(len(c) for c in choices) - len(exclude))
+    archs: dict[str, list[int]] = {}
+    while len(archs) < wanted:
+        w = [int(rng.choice(c)) for c in choices]
+        if arch_key(w) not in exclude:
+            archs.setdefault(arch_key(w), w)
+    return list(archs.values())
+
+
+def exact_entries(space: SearchSpace, width_stride: int) -> set[str]:
+    """The architectures the table predicts exactly by construction (the all-removed network and
+    each layer alone at a measured width): checking the table on them would say nothing."""
+    return {arch_key(e.widths) for e in table_entries(space, width_stride) if e.role != "full"}
+
+
+def check_table(
+    lut: LatencyTable, archs: Sequence[Sequence[int]], latencies: Sequence[Latency]
+) -> list[dict[str, Any]]:
+    """The table's error against whole networks measured in the same interleaved measurement as
+    the table's own entries. The host's speed drifts between regimes that do not scale all
+    operators alike, so a check measured minutes after the table would mix that drift into the
+    error; measured together, the error is the additive model's alone."""
+    rows = []
+    for widths, latency in zip(archs, latencies, strict=True):
+        measured, predicted = latency.median_ms, lut.predict(widths)
+        rows.append({"widths": list(widths), "predicted_ms": predicted, "measured_ms": measured,
+                     "error_pct": abs(predicted - measured) / measured * 100})  # fmt: skip
+    return rows
+
+
+def measure_table(
+    measure: LatencyMeasurer, space: SearchSpace, n_check: int, width_stride: int, seed: int,
+    progress: Progress = no_progress,
+) -> tuple[LatencyTable, float]:  # fmt: skip
+    """The table the search uses, measured in one run with ``n_check`` random whole networks
+    (``search.lut_check_archs``); returns it (its check rows in ``info["check"]``) and its
+    median error (%) on them, NaN with no check architectures."""
+    choices = [space.width_choices(i) for i in range(space.num_layers)]
+    archs = draw_check_archs(choices, n_check, seed, exact_entries(space, width_stride))
+    lut, latencies = measure.table_with(archs, progress)
+    rows = check_table(lut, archs, latencies)
+    error = median_of([r["error_pct"] for r in rows])
+    lut.info["check"] = rows
+    lut.info["median_error_pct"] = error
+    return lut, error
+
+
+def imported_error(lut: LatencyTable) -> float:
+    """An imported table's own check (``info["median_error_pct"]``), NaN when it has none."""
+    error = lut.info.get("median_error_pct")
+    return float(error) if isinstance(error, int | float) else float("nan")

@@ -38,7 +38,7 @@ class SearchResult:
     metrics: dict[str, Any]
     arch: dict[str, Any]
     outcomes: dict[str, SearchOutcome]
-    measured: dict[str, float]  # quick measured latency per architecture key (the Pareto plot)
+    quick_aligned_ms: dict[str, float]  # quick timing per architecture key, aligned (the plot)
     trained: dict[str, TrainedNetwork]
     lut: LatencyTable
     out_dir: Path

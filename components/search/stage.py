@@ -3,6 +3,12 @@ super-network, check the winners' latency on the device, and train the discovere
 
 Outputs (``paths.search`` is written whole or not at all): ``arch.json``, ``lut.json``,
 ``history.json``, ``pareto.png`` there, and ``paths.searched`` (the trained network).
+
+Latency figures, by name. ``lut_error_pct``: the median error of the table the search uses
+against whole networks measured in the same measurement as that table. ``measured_*``: a
+network's own median in the run that timed it (ms, no mapping). ``aligned_*``: that figure
+mapped onto the table's conditions through the all-removed and full networks timed in the same
+run (``LatencyTable.align``). The budget is judged on the measured figure (``RunLatency.fits``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from components.data.prepared import check_num_classes, load_prepared
 from components.data.splits import CLIENT, TEST
 from components.errors import ConfigError
 from components.io import atomic_dir, write_json_atomic
-from components.latency import DeviceProfile, load_profile, median_of
+from components.latency import DeviceProfile, load_profile
 from components.model.checkpoint import load_supernet_file, save_subnet
 from components.model.subnet import SubNetwork
 from components.model.supernet import SuperNet
@@ -40,7 +46,13 @@ from components.search.mcd import (
     random_search,
     uniform_baseline,
 )
-from components.search.measure import LatencyMeasurer, OnnxRuntimeMeasurer
+from components.search.measure import (
+    LatencyMeasurer,
+    OnnxRuntimeMeasurer,
+    RunLatency,
+    imported_error,
+    measure_table,
+)
 from components.search.netadapt import NetAdaptConfig, implant, netadapt_v1
 from components.search.records import SearchResult, TrainedNetwork, arch_key
 from components.search.training import SupernetEvaluator, train_network
@@ -86,17 +98,34 @@ def load_inputs(params: Params, workdir: Path) -> Inputs:
                   load_prepared(prepared).tensors(CLIENT, TEST))  # fmt: skip
 
 
+def round_record(search_budget: float, mcd: SearchOutcome, measured: RunLatency | None,
+                 budget: float, full_ms: float) -> dict[str, Any]:  # fmt: skip
+    """One measure round of ``search_until_measured``: the winner's figures and the verdict."""
+    if measured is None:
+        return {"search_budget_ms": search_budget, "widths": mcd.widths,
+                "predicted_ms": mcd.predicted_ms, "measured_ms": NAN, "aligned_ms": NAN,
+                "measured_full_ms": NAN, "run_budget_ms": NAN, "fits": None}  # fmt: skip
+    return {"search_budget_ms": search_budget, "widths": mcd.widths,
+            "predicted_ms": mcd.predicted_ms, "measured_ms": measured.raw_ms,
+            "aligned_ms": measured.aligned_ms, "measured_full_ms": measured.run_full_ms,
+            "run_budget_ms": measured.run_budget_ms(budget, full_ms),
+            "fits": measured.fits(budget, full_ms)}  # fmt: skip
+
+
 def search_until_measured(
     params: Params, choices: list[list[int]], lut: LatencyTable, scorer: CachedEvaluator,
     budget: float, rng: np.random.Generator, measure: LatencyMeasurer | None, history: Path,
     progress: Progress,
 ) -> tuple[SearchOutcome, float, list[dict[str, Any]]]:  # fmt: skip
-    """MCD, then the winner measured on the device; while it misses the budget (the table was
-    optimistic for it), search again from it for proportionally less. Returns the outcome over
-    all rounds, the budget the table was last asked for, and the rounds."""
+    """MCD, then the winner measured on the device; while it misses the budget by the rule of
+    ``RunLatency.fits`` (its measured median above ``budget / table full`` times the full
+    network's measured median in the same run: the table was optimistic for it), search again
+    from it for proportionally less. Returns the outcome over all rounds, the budget the table
+    was last asked for, and the rounds."""
     s = params.search
     config = MCDConfig(s.candidates, s.layers_per_candidate, s.step_fraction, s.step_decay,
                        s.max_iterations)  # fmt: skip
+    full_ms = lut.info["full_ms"] if measure else NAN
     t0 = time.perf_counter()
     search_budget, start = budget, None
     rounds: list[dict[str, Any]] = []
@@ -111,12 +140,14 @@ def search_until_measured(
         )  # fmt: skip
         iterations += mcd.iterations
         evaluated += mcd.evaluated if not evaluated else mcd.evaluated[1:]
-        measured_ms = measure.latencies(lut, [mcd.widths])[0] if measure else NAN
-        rounds.append({"search_budget_ms": search_budget, "widths": mcd.widths,
-                       "predicted_ms": mcd.predicted_ms, "measured_ms": measured_ms})  # fmt: skip
-        if measure is None or measured_ms <= budget or len(rounds) >= s.max_measure_rounds:
+        measured = measure.latencies(lut, [mcd.widths])[0] if measure else None
+        rounds.append(round_record(search_budget, mcd, measured, budget, full_ms))
+        if measured is None or measured.fits(budget, full_ms):
             break
-        search_budget = min(search_budget, mcd.predicted_ms) * budget / measured_ms * 0.99
+        if len(rounds) >= s.max_measure_rounds:
+            break
+        run_budget = measured.run_budget_ms(budget, full_ms)
+        search_budget = min(search_budget, mcd.predicted_ms) * run_budget / measured.raw_ms * 0.99
         start = mcd.widths
     outcome = SearchOutcome("mcd", mcd.widths, mcd.predicted_ms, mcd.accuracy, evaluated,
                             time.perf_counter() - t0, iterations)  # fmt: skip
@@ -129,44 +160,20 @@ def run_baselines(
     mcd: SearchOutcome, measure: LatencyMeasurer | None, progress: Progress,
 ) -> dict[str, SearchOutcome]:  # fmt: skip
     """Random search (as many evaluations as MCD), the uniform multiplier (the widest that fits
-    by measurement) and, when asked, NetAdapt v1 - all for the same budget and scorer."""
+    by measurement, by ``RunLatency.fits``) and, when asked, NetAdapt v1 - all for the same
+    budget and scorer."""
     space = inputs.net.space
     outcomes = {"mcd": mcd}
     outcomes["random"] = random_search(choices, lut, scorer, search_budget, rng,
                                        mcd.candidates_evaluated)  # fmt: skip
-    fits = (lambda w: measure.latencies(lut, [w])[0] <= budget) if measure else None
+    full_ms = lut.info.get("full_ms", NAN)
+    fits = (lambda w: measure.latencies(lut, [w])[0].fits(budget, full_ms)) if measure else None
     outcomes["uniform"] = uniform_baseline(choices, lut, scorer, search_budget,
                                            space.width_step, fits)  # fmt: skip
     if params.search.netadapt_v1:
         outcomes["netadapt_v1"] = run_netadapt_v1(params, inputs.net, lut, inputs.data,
                                                   search_budget, choices, progress)  # fmt: skip
     return outcomes
-
-
-def check_table(
-    lut: LatencyTable, measure: LatencyMeasurer, outcomes: dict[str, SearchOutcome],
-    n_random: int, choices: Sequence[Sequence[int]], seed: int,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """The table's error against whole-network measurements: every method's winner plus
-    ``n_random`` random architectures, measured in one interleaved measurement together with the
-    table's own entries, and predicted by the table from that same measurement. The host's
-    speed drifts between regimes that do not scale all operators alike, so a check measured
-    minutes after the table would mix that drift into the error; measured together, the error
-    is the additive model's alone. ``search_table_ms`` keeps the search's prediction."""
-    rng = np.random.default_rng(seed + 17)
-    archs = {arch_key(o.widths): o.widths for o in outcomes.values()}
-    wanted = len(archs) + min(n_random, math.prod(len(c) for c in choices) - len(archs))
-    while len(archs) < wanted:  # distinct architectures, as many as the space holds
-        w = [int(rng.choice(c)) for c in choices]
-        archs.setdefault(arch_key(w), w)
-    fresh, latencies = measure.table_with(list(archs.values()))
-    out = []
-    for widths, latency in zip(archs.values(), latencies, strict=True):
-        measured, predicted = latency.median_ms, fresh.predict(widths)
-        out.append({"widths": widths, "predicted_ms": predicted, "measured_ms": measured,
-                    "error_pct": abs(predicted - measured) / measured * 100,
-                    "search_table_ms": lut.predict(widths)})  # fmt: skip
-    return out
 
 
 def train_winners(params: Params, inputs: Inputs, outcomes: dict[str, SearchOutcome],
@@ -209,17 +216,22 @@ def run(
         measure = measurer or OnnxRuntimeMeasurer(net, profile, s.lut_width_stride,
                                                   s.pareto_repeats)  # fmt: skip
 
-    # 1. the latency table and the budget
+    # 1. the latency table (checked against whole networks measured with it) and the budget
     t0 = time.perf_counter()
     if measure is None:
         lut = LatencyTable.load(workdir / str(s.lut_import), space)
         full_ms = lut.predict(space.largest())
+        lut_error = imported_error(lut)
+        lut_error_source = "none" if math.isnan(lut_error) else "imported"
     else:
-        lut = measure.table(progress)
+        lut, lut_error = measure_table(measure, space, s.lut_check_archs, s.lut_width_stride,
+                                       params.base.seed, progress)  # fmt: skip
         full_ms = lut.info["full_ms"]
+        lut_error_source = "measured with the table" if lut.info["check"] else "none"
     lut_seconds = time.perf_counter() - t0
     budget = resolve_budget(params, profile, full_ms)
-    log.info("full network %.4f ms; budget %.4f ms", full_ms, budget)
+    log.info("full network %.4f ms; budget %.4f ms; table error %.2f%% (%s)", full_ms, budget,
+             lut_error, lut_error_source)  # fmt: skip
 
     calibration = inputs.data.calibration_batches(params.supernet.recalibration_batches, 128,
                                                   params.base.seed)  # fmt: skip
@@ -233,38 +245,33 @@ def run(
         outcomes = run_baselines(params, inputs, choices, lut, scorer, search_budget, budget,
                                  rng, mcd, measure, progress)  # fmt: skip
 
-        # 4. measured latency of every evaluated candidate (quick, for the plot), a careful
-        #    check of the table, and the winners against the budget in the table's conditions
-        measured: dict[str, float] = {}
-        lut_check: list[dict[str, Any]] = []
-        winners_ms = dict.fromkeys(outcomes, NAN)
+        # 4. every evaluated candidate timed quickly (aligned, for the plot), and the winners
+        #    timed carefully in one run (measured, aligned, and judged by RunLatency.fits)
+        quick_aligned: dict[str, float] = {}
+        winners: dict[str, RunLatency | None] = dict.fromkeys(outcomes)
         if measure is not None:
             points = {arch_key(c.widths): c.widths for o in outcomes.values() for c in o.evaluated}
             quick = measure.latencies(lut, list(points.values()), quick=True,
                                       phase="timing candidates", progress=progress)  # fmt: skip
-            measured = dict(zip(points, quick, strict=True))
-            lut_check = check_table(lut, measure, outcomes, s.lut_check_archs, choices,
-                                    params.base.seed)  # fmt: skip
-            winners = measure.latencies(lut, [o.widths for o in outcomes.values()])
-            winners_ms = dict(zip(outcomes, winners, strict=True))
-        lut_error = median_of([c["error_pct"] for c in lut_check])
+            quick_aligned = {k: q.aligned_ms for k, q in zip(points, quick, strict=True)}
+            runs = measure.latencies(lut, [o.widths for o in outcomes.values()])
+            winners = dict(zip(outcomes, runs, strict=True))
 
         # 5. train the discovered network (and the baselines' winners, for equal training)
         trained = train_winners(params, inputs, outcomes, progress)
 
         device = profile.name if on_device else lut.device.get("name", "imported")
-        arch = report.arch_record(space, mcd, trained["mcd"], winners_ms["mcd"], budget, device)
+        arch = report.arch_record(space, mcd, trained["mcd"], winners["mcd"], budget, device)
         write_json_atomic(out / "arch.json", arch)
-        lut.info["check"] = lut_check
-        lut.info["median_error_pct"] = lut_error
         lut.save(out / "lut.json")
-        history = report.history_record(budget, full_ms, rounds, outcomes, measured, winners_ms,
-                                        trained)  # fmt: skip
+        history = report.history_record(budget, full_ms, rounds, outcomes, quick_aligned,
+                                        winners, trained)  # fmt: skip
         write_json_atomic(out / "history.json", history)
-        metrics = report.stage_metrics(arch, full_ms, lut_error, lut_seconds, outcomes, trained,
-                                       winners_ms, inputs.supernet_seconds)  # fmt: skip
+        metrics = report.stage_metrics(arch, full_ms, lut_error, lut_error_source, lut_seconds,
+                                       outcomes, trained, winners,
+                                       inputs.supernet_seconds)  # fmt: skip
         metrics["stage_seconds"] = round(time.perf_counter() - t_start, 2)
-        result = SearchResult(metrics, arch, outcomes, measured, trained, lut,
+        result = SearchResult(metrics, arch, outcomes, quick_aligned, trained, lut,
                               workdir / params.paths.search, workdir / params.paths.searched,
                               history)  # fmt: skip
         pareto_figure(result).savefig(out / "pareto.png", dpi=110)

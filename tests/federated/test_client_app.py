@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.app.message_type import MessageType
 
@@ -19,8 +20,9 @@ from components.config import FaultParams, load_params
 from components.federated import protocol as P
 from components.federated.aggregation import model_rms
 from components.federated.client_app import InjectedFault, make_client_app
-from components.federated.compression import QuantizedTensor, packed_length
+from components.federated.compression import QuantizedTensor, dequantize, packed_length, quantize
 from components.federated.data import ClientPool
+from components.federated.faults import forge_update
 from components.federated.payload import decode_payload, float_values
 from components.federated.sampling import ClientInfo, plan_round
 from components.federated.screening import ACCEPTED, REJECTED, Verdict, screen_reply
@@ -156,6 +158,29 @@ def test_injected_faults_are_caught_by_the_server(fed, server_round):
     huge = fed.screen(fed.call(with_config(msg, fault=P.HUGE_NORM)), a.trainable)
     assert huge.status == REJECTED
     assert re.fullmatch(r"update RMS \S+ above the limit \S+", huge.reason)
+
+
+@pytest.mark.parametrize("server_round", [1, 2])  # compressed weights, then floats
+def test_forged_updates_are_what_the_server_receives_and_pass_the_absolute_checks(
+    fed, server_round
+):
+    msg = train_messages(fed, server_round)[0]
+    a = plan_round(fed.strategy.clients, fed.params, fed.layout, SEED, server_round)[0]
+    sent = float_values(fed.strategy.download(fed.initial))
+    honest = fed.screen(fed.call(msg), a.trainable).update
+    assert honest is not None
+    seed, omc = P.as_int(P.config_of(msg.content)["seed"]), fed.params.omc
+    for kind in P.FORGED:
+        verdict = fed.screen(fed.call(with_config(msg, fault=kind)), a.trainable)
+        # one update alone: shapes, values and norm all plausible (even 20x an honest step)
+        assert verdict.status == ACCEPTED and verdict.update is not None, kind
+        forged = forge_update(kind, sent, honest.values, seed)
+        for name in a.trainable:
+            expected = forged[name]
+            if name in fed.strategy.compressed:  # compressed again, as an honest upload is
+                qt = quantize(torch.from_numpy(expected), omc.bits, omc.transform)
+                expected = dequantize(qt).numpy()
+            np.testing.assert_array_equal(verdict.update.values[name], expected, err_msg=kind)
 
 
 def test_evaluate_counts_the_clients_correct_test_clips(fed):

@@ -18,6 +18,10 @@ from tests.helpers.federated import write_start_model
 from tests.helpers.toy_data import write_prepared
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Forged updates that reach the model here: all three. Each client trains one variable, so no
+# variable has the three clients the cohort check needs (tests/federated/test_strategy.py has
+# every client train every variable, and there the scaled ones are rejected).
+REACHED = {"sign_flip": 1, "random": 1, "scaled": 1}
 
 
 def client_test_loss(model: Path, work: Path) -> float:
@@ -46,6 +50,10 @@ def finetuned(tmp_path_factory):
                     "nan": 0.1,
                     "bad_shape": 0.05,
                     "huge_norm": 0.05,
+                    # the forged updates: one each (rounds 2, 1, 2), on clients that were honest
+                    "sign_flip": 0.30,
+                    "scaled": 0.07,
+                    "random": 0.03,
                 }
             ),
         }
@@ -83,19 +91,26 @@ def test_metrics_and_model(finetuned):
     assert changed and all(n.startswith(("body.2", "body.3", "head")) for n in changed)  # depth
 
 
-def test_faults_are_counted_and_never_reach_the_model(finetuned):
+def test_faults_are_counted_and_the_absurd_ones_never_reach_the_model(finetuned):
     _, _, result, rounds = finetuned
     m = result.metrics
     assert [r for r, _ in rounds] == [0, 1, 2, 3]
     injected = {k.removeprefix("injected_"): v for k, v in m.items() if k.startswith("injected_")}
-    assert injected["faults"] > 0
+    reached = {k.removeprefix("reached_model_"): v for k, v in m.items()
+               if k.startswith("reached_model_")}  # fmt: skip
+    assert injected == {"faults": 9, "crash": 1, "timeout": 1, "nan": 1, "bad_shape": 2,
+                        "huge_norm": 1, "sign_flip": 1, "scaled": 1, "random": 1}  # fmt: skip
     assert m["failed_client_updates"] == injected["crash"] + injected["timeout"]
-    assert (
-        m["rejected_client_updates"]
-        == injected["nan"] + injected["bad_shape"] + injected["huge_norm"]
-    )
-    assert injected == {"faults": 6, "crash": 1, "timeout": 1, "nan": 1, "bad_shape": 2,
-                        "huge_norm": 1}  # fmt: skip
+    assert m["honest_rejected_updates"] == 0  # no honest client is rejected
+    assert m["rejected_client_updates"] == (
+        injected["nan"] + injected["bad_shape"] + injected["huge_norm"]
+        + m["outlier_client_updates"]
+    )  # fmt: skip
+    # a norm check cannot see the sign-flipped and the random update (an honest norm): they
+    # reach the model; the scaled one does too unless enough clients trained its variable
+    assert {k: v for k, v in reached.items() if v} == REACHED
+    assert m["faults_reached_model"] == sum(REACHED.values())
+    assert m["outlier_client_updates"] == m["cohort_judged_updates"] == 0
     reasons = "\n".join(result.reasons)
     for text in ("injected fault: client crashed", "no reply within 8.0 s", "non-finite values",
                  "float values:", "above the limit"):  # fmt: skip

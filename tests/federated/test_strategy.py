@@ -13,10 +13,17 @@ import torch
 from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.app.message_type import MessageType
 
-from components.config import FinetuneParams, OmcParams, PvtParams, ServerOptimizerParams
+from components.config import (
+    FaultParams,
+    FinetuneParams,
+    OmcParams,
+    PvtParams,
+    ServerOptimizerParams,
+)
 from components.errors import EdgelearnError
 from components.federated import protocol as P
 from components.federated.compression import QuantizedTensor, dequantize, quantize
+from components.federated.faults import forge_update
 from components.federated.payload import decode_payload, encode_payload, float_values
 from components.federated.sampling import ClientInfo, client_seed, plan_round
 from components.federated.simulation import FederationOutcome, run_federation
@@ -40,16 +47,18 @@ PARAMS = FinetuneParams(
 
 class ToyClient:
     """A client speaker's node that trains nothing: it answers with hand-made values (what it
-    received plus ``0.25 * (client + 1)`` on the variables it was told to train) and keeps them.
+    received plus ``step``, by default ``0.25 * (client + 1)``, on the variables it was told to
+    train) and keeps them. Told to commit a forged-update fault, it forges from those values.
 
     ``behaviour``: ``ok``, ``nan`` (a NaN in its first variable), ``raise`` (an exception in the
     ClientApp), ``silent`` (no reply: a timeout); ``fail_query`` / ``fail_eval`` raise there.
     """
 
     def __init__(self, client: int, num_train: int, behaviour: str = "ok", num_test: int = 4,
-                 correct: int = 0) -> None:  # fmt: skip
+                 correct: int = 0, step: float | None = None) -> None:  # fmt: skip
         self.client, self.num_train, self.num_test = client, num_train, num_test
         self.behaviour, self.correct = behaviour, correct
+        self.step = 0.25 * (client + 1) if step is None else step
         self.received: list[dict[str, np.ndarray]] = []  # the model of every train message
         self.uploads: list[dict[str, np.ndarray]] = []
         self.evaluated: list[dict[str, np.ndarray]] = []
@@ -76,9 +85,12 @@ class ToyClient:
         if self.behaviour == "silent":
             return None
         names = trainable_of(msg)
-        values = {n: state[n] + F32(0.25 * (self.client + 1)) for n in names}
+        values = {n: state[n] + F32(self.step) for n in names}
         if self.behaviour == "nan":
             values[names[0]].flat[0] = np.nan
+        cfg = P.config_of(msg.content)
+        if cfg["fault"] in P.FORGED:
+            values = forge_update(str(cfg["fault"]), state, values, P.as_int(cfg["seed"]))
         self.uploads.append(values)
         arrays, layout = encode_payload({n: torch.from_numpy(v) for n, v in values.items()},
                                         TOY_LAYOUT)  # fmt: skip
@@ -179,6 +191,40 @@ def test_new_global_model_is_the_weighted_average_of_the_accepted_updates():
     assert kept == {(2, "body.0.weight")}
 
 
+def test_forged_updates_meet_the_cohort_check_and_those_accepted_are_counted():
+    """Every client trains every variable, honest steps 0.25-0.30; seed 7 draws, per round,
+    random, sign_flip and scaled, then scaled and two random. Only the scaled updates stand
+    out by their norm: they are rejected, the others reach the model and are counted."""
+    rates = FaultParams(sign_flip=0.25, scaled=0.25, random=0.25)
+    params = PARAMS.model_copy(update={"pvt": PvtParams(strategy="all"), "faults": rates})
+    clients = {10 + c: ToyClient(c, 10 + 5 * c, step=0.25 + 0.01 * c) for c in range(6)}
+    _, strategy, outcome, models = federation(clients, params)
+    expected, drawn = toy_model(), set()
+    for r in (1, 2):
+        faults = {a.client: a.fault for a in plan_round(strategy.clients, params, TOY_LAYOUT,
+                                                        SEED, r)}  # fmt: skip
+        drawn |= set(faults.values())
+        kept = [c for c in clients.values() if faults[c.client] != P.SCALED]
+        new = {n: weighted_average([(c.num_train, c.uploads[r - 1][n]) for c in kept])
+               for n in TOY_LAYOUT.variables}  # fmt: skip
+        for name in TOY_LAYOUT.variables:
+            np.testing.assert_array_equal(models[r][name], new[name], err_msg=f"{r} {name}")
+        report = strategy.reports[r]
+        scaled = sorted(c for c, f in faults.items() if f == P.SCALED)
+        assert (report.accepted, report.rejected, report.outliers) == (5, 1, 1) and len(scaled) == 1
+        assert report.reasons[0].startswith(f"client {scaled[0]}: rejected, norm outlier on ")
+        assert report.judged == 6 and report.honest_rejected == 0
+        reached: dict[str, int] = {}
+        for f in faults.values():
+            if f and f != P.SCALED:
+                reached[f] = reached.get(f, 0) + 1
+        assert report.reached == reached
+        expected = {**expected, **new}
+    assert drawn == {"", *P.FORGED}
+    for name, value in expected.items():
+        np.testing.assert_array_equal(arrays_to_numpy(outcome.final)[name], value)
+
+
 def test_train_messages_carry_the_plan():
     clients = mixed_clients()
     grid, strategy, _, _ = federation(clients)
@@ -236,7 +282,8 @@ def test_round_metrics_reported_to_flower():
     strategy = PartialVariableStrategy(PARAMS, {}, TOY_LAYOUT, SEED)
     strategy.register(grid, len(clients), 1.0)
     result = strategy.start(grid, numpy_to_arrays(toy_model()), num_rounds=1, timeout=5.0)
-    assert dict(result.train_metrics_clientapp[1]) == {"accepted": 3, "failed": 2, "rejected": 1}
+    assert dict(result.train_metrics_clientapp[1]) == {"accepted": 3, "failed": 2, "rejected": 1,
+                                                       "outliers": 0}  # fmt: skip
     assert len(result.arrays) == len(TOY_LAYOUT.names)
 
 

@@ -4,7 +4,7 @@ table, and the stage's inputs (a small super-network checkpoint and the toy prep
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from components.latency import DeviceProfile, Latency
@@ -12,6 +12,7 @@ from components.model.checkpoint import save_supernet
 from components.model.space import SearchSpace
 from components.progress import Progress, no_progress
 from components.search.lut import LatencyTable
+from components.search.measure import RunLatency, run_latencies
 from tests.helpers.spaces import STAGE_SPACE, randomized_supernet
 from tests.helpers.toy_data import write_prepared
 
@@ -39,32 +40,42 @@ def latency(ms: float) -> Latency:
 
 
 class StubMeasurer:
-    """``components.search.measure.LatencyMeasurer`` for a device that is the table itself:
-    a whole network measures what the table predicts, times ``slowdown``. Records its calls."""
+    """``components.search.measure.LatencyMeasurer`` for a device whose whole network
+    ``widths`` takes ``device(widths)`` ms in the table's own measurement (default: what the
+    table predicts) and ``later(device(widths))`` ms in every later run (default: the same;
+    an affine ``later`` is a drift that alignment undoes). Records its calls."""
 
-    def __init__(self, table: LatencyTable | None = None, slowdown: float = 1.0) -> None:
-        self.device = table or additive_table()
-        self.slowdown = slowdown
+    def __init__(
+        self, table: LatencyTable | None = None,
+        device: Callable[[Sequence[int]], float] | None = None,
+        later: Callable[[float], float] = lambda ms: ms,
+    ) -> None:  # fmt: skip
+        self.table = table or additive_table()
+        self.device = device or self.table.predict
+        self.later = later
         self.calls: list[str] = []
 
     def ms(self, widths: Sequence[int]) -> float:
-        return self.device.predict(widths) * self.slowdown
+        """The raw median of ``widths`` in a run after the table's."""
+        return self.later(self.device(widths))
 
-    def table(self, progress: Progress = no_progress) -> LatencyTable:
-        self.calls.append("table")
+    def table_with(
+        self, archs: Sequence[Sequence[int]], progress: Progress = no_progress
+    ) -> tuple[LatencyTable, list[Latency]]:
+        self.calls.append("table_with")
         progress("latency table", 1, 1)
-        return copy.deepcopy(self.device)  # the stage writes into the table's info
+        table = copy.deepcopy(self.table)  # the stage writes into the table's info
+        table.info["full_ms"] = self.device(table.space.largest())
+        return table, [latency(self.device(a)) for a in archs]
 
     def latencies(
         self, lut: LatencyTable, archs: Sequence[Sequence[int]], quick: bool = False,
         phase: str = "", progress: Progress = no_progress,
-    ) -> list[float]:  # fmt: skip
+    ) -> list[RunLatency]:  # fmt: skip
         self.calls.append("quick latencies" if quick else "latencies")
-        return [self.ms(a) for a in archs]
-
-    def table_with(self, archs: Sequence[Sequence[int]]) -> tuple[LatencyTable, list[Latency]]:
-        self.calls.append("table_with")
-        return copy.deepcopy(self.device), [latency(self.ms(a)) for a in archs]
+        space = self.table.space
+        return run_latencies(lut, [self.ms(a) for a in archs], self.ms(space.smallest()),
+                             self.ms(space.largest()))  # fmt: skip
 
 
 def write_search_inputs(workdir: Path, train_seconds: float = 1.5) -> None:

@@ -1,36 +1,58 @@
-"""The search stage end to end on a stub device: nothing is timed, the latency table is exact."""
+"""The search stage end to end on a stub device: nothing is timed, every latency is exact."""
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import pytest
 
 from components.config import params_from_dict
 from components.latency import load_profile
 from components.model.checkpoint import load_subnet_file
-from components.search import report
+from components.progress import no_progress
+from components.search import measure, report
 from components.search import stage as search
 from components.search.lut import LatencyTable
-from components.search.mcd import SearchOutcome
+from components.search.mcd import CachedEvaluator
 from components.search.records import arch_key
 from tests.helpers.search import StubMeasurer, additive_table, write_search_inputs
 from tests.helpers.spaces import STAGE_SPACE, STAGE_SUPERNET
 
 BUDGET_MS = 4.0
-SEARCH = {"budget_ms": BUDGET_MS, "candidates": 4, "step_fraction": 0.5, "lut_check_archs": 2,
+SEARCH = {"budget_ms": BUDGET_MS, "candidates": 4, "step_fraction": 0.5, "lut_check_archs": 8,
           "train_epochs": 1}  # fmt: skip
 # stage_metrics' keys (components/search/report.py), with both baselines trained, and the
 # stage's own wall time
 METRIC_KEYS = {
     "latency_budget_ms", "full_latency_ms", "predicted_latency_ms", "measured_latency_ms",
-    "lut_error_pct", "lut_seconds", "inherited_val_acc", "val_acc", "test_acc", "client_test_acc",
+    "aligned_latency_ms", "measured_full_latency_ms", "lut_error_pct", "lut_error_source",
+    "lut_seconds", "inherited_val_acc", "val_acc", "test_acc", "client_test_acc",
     "candidates_evaluated", "mcd_iterations", "search_seconds", "supernet_train_seconds",
     "total_search_seconds", "train_seconds", "searched_macs", "searched_params",
     *(f"{name}_baseline_{key}" for name in report.BASELINES
-      for key in ("val_acc", "inherited_val_acc", "measured_latency_ms", "client_test_acc")),
+      for key in ("val_acc", "inherited_val_acc", "measured_latency_ms", "aligned_latency_ms",
+                  "client_test_acc")),
     "stage_seconds",
 }  # fmt: skip
+TABLE = additive_table()  # base 1 ms; layer 0 adds 1 ms per 8 channels, layer 1 1.5 ms
+
+
+def interacting(extra_ms: float) -> Callable[[Sequence[int]], float]:
+    """A device that is the table, plus ``extra_ms`` where both layers are present (something
+    the additive table cannot see)."""
+    return lambda w: TABLE.predict(w) + (extra_ms if all(w) else 0.0)
+
+
+# The fixture's device: +0.5 ms where both layers are present (the full network 6.5 ms), and in
+# every run after the table's 1.2x + 0.3 ms (a drift that alignment undoes exactly).
+DEVICE = interacting(0.5)
+
+
+def later(ms: float) -> float:
+    return 1.2 * ms + 0.3
 
 
 def params(**search_overrides):
@@ -41,7 +63,7 @@ def params(**search_overrides):
 def searched(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("search")
     write_search_inputs(workdir)
-    measurer = StubMeasurer()
+    measurer = StubMeasurer(device=DEVICE, later=later)
     reports = []
     result = search.run(params(), workdir, progress=lambda *r: reports.append(r),
                         measurer=measurer)  # fmt: skip
@@ -64,57 +86,176 @@ def test_outputs_are_written(searched):
     assert payload["arch"] == result.arch and payload["metrics"] == result.metrics
     lut = LatencyTable.load(result.out_dir / "lut.json", STAGE_SPACE)
     assert lut.predict(arch["widths"]) == arch["predicted_latency_ms"]
-    assert lut.info["median_error_pct"] == 0.0  # the stub device is the table
 
 
-def test_the_winner_meets_the_budget_on_the_device(searched):
+def test_lut_error_is_the_used_tables_error_on_networks_measured_with_it(searched):
+    """The check architectures are every one the table does not predict exactly by
+    construction (the space holds four besides the all-removed network and the layers alone),
+    measured in the table's own measurement; the error is the searched table's."""
     _, result, measurer, _ = searched
+    lut = LatencyTable.load(result.out_dir / "lut.json", STAGE_SPACE)
+    rows = {arch_key(r["widths"]): r for r in lut.info["check"]}
+    # predicted 3.5, 5, 4.5, 6 ms; measured 0.5 ms more each
+    assert set(rows) == {"8-8", "8-16", "16-8", "16-16"}
+    assert rows["8-16"] == {"widths": [8, 16], "predicted_ms": 5.0, "measured_ms": 5.5,
+                            "error_pct": 0.5 / 5.5 * 100}  # fmt: skip
+    # errors 12.5, 10, 9.09, 7.69 %: the median is the mean of the middle two
+    expected = (0.5 / 5.0 * 100 + 0.5 / 5.5 * 100) / 2
+    assert lut.info["median_error_pct"] == pytest.approx(expected)
+    assert result.metrics["lut_error_pct"] == round(expected, 3) == 9.545
+    assert result.metrics["lut_error_source"] == "measured with the table"
+    assert lut.info["full_ms"] == result.metrics["full_latency_ms"] == 6.5
+    # one table measurement (with its check), nothing measured as a table afterwards
+    assert measurer.calls.count("table_with") == 1 and measurer.calls[0] == "table_with"
+
+
+def test_winners_report_raw_and_aligned_latency(searched):
+    _, result, _, _ = searched
     arch, m = result.arch, result.metrics
+    widths = arch["widths"]
     assert arch["latency_budget_ms"] == m["latency_budget_ms"] == BUDGET_MS
-    assert arch["measured_latency_ms"] == measurer.ms(arch["widths"]) <= BUDGET_MS
     assert arch["device"] == load_profile(params().search.profile).name
-    assert m["full_latency_ms"] == 6.0 and m["predicted_latency_ms"] <= BUDGET_MS
-    # uniform: [16, 16] is 6 ms, [8, 8] 3.5 ms
-    assert result.outcomes["uniform"].widths == [8, 8]
-    assert all(c.predicted_ms <= BUDGET_MS for c in result.outcomes["random"].evaluated)
+    # raw: the winner's own median in the winners' run; aligned: mapped through the all-removed
+    # (1.2 * 1 + 0.3 = 1.5 ms) and full (1.2 * 6.5 + 0.3 = 8.1 ms) networks of that run onto the
+    # table's 1 and 6.5 ms, which undoes the drift
+    raw = 1.2 * DEVICE(widths) + 0.3
+    aligned = 1.0 + (raw - 1.5) * (6.5 - 1.0) / (8.1 - 1.5)
+    assert aligned == pytest.approx(DEVICE(widths))
+    assert arch["measured_latency_ms"] == pytest.approx(raw)
+    assert arch["aligned_latency_ms"] == pytest.approx(aligned)
+    assert arch["measured_full_latency_ms"] == pytest.approx(8.1)
+    assert m["measured_latency_ms"] == round(arch["measured_latency_ms"], 5)
+    assert m["aligned_latency_ms"] == round(arch["aligned_latency_ms"], 5)
+    # the rule: raw <= budget / table full * the run's raw full = 4 / 6.5 * 8.1 ms
+    assert raw <= BUDGET_MS / 6.5 * 8.1
     history = json.loads((result.out_dir / "history.json").read_text())
-    assert history["budget_ms"] == BUDGET_MS and len(history["measure_rounds"]) == 1
-    assert set(history) >= {"mcd", "random", "uniform", "measured_ms", "winners_measured_ms",
+    assert history["winners"]["mcd"]["fits_budget"] is True
+    assert history["budget_ms"] == BUDGET_MS
+    assert set(history) >= {"mcd", "random", "uniform", "quick_aligned_ms", "winners",
                             "trained"}  # fmt: skip
+    # the quick timings (the plot's) are aligned too
+    assert history["quick_aligned_ms"][arch_key(widths)] == pytest.approx(DEVICE(widths))
+
+
+def test_the_uniform_baseline_is_judged_by_the_same_rule(searched):
+    """[8, 8] is predicted 3.5 ms and aligns to 4.0 ms, within the budget; but it measures
+    1.2 * 4 + 0.3 = 5.1 ms where the full network measures 8.1 ms, above 4 / 6.5 of it (4.98
+    ms): it misses, and the uniform baseline falls back to [0, 0]."""
+    _, result, _, _ = searched
+    assert result.outcomes["uniform"].widths == [0, 0]
+    m = result.metrics
+    assert m["uniform_baseline_measured_latency_ms"] == round(1.2 * 1.0 + 0.3, 5)
+    assert m["uniform_baseline_aligned_latency_ms"] == pytest.approx(1.0)
+    assert all(c.predicted_ms <= BUDGET_MS for c in result.outcomes["random"].evaluated)
 
 
 def test_metrics_have_the_documented_keys(searched):
     _, result, _, reports = searched
     m = result.metrics
     assert set(m) == METRIC_KEYS
-    assert m["lut_error_pct"] == 0.0 and m["supernet_train_seconds"] == 1.5
+    assert set(report.HEADLINE) <= METRIC_KEYS
+    assert m["supernet_train_seconds"] == 1.5
     assert m["candidates_evaluated"] == result.outcomes["mcd"].candidates_evaluated
     assert m["mcd_iterations"] == len(result.outcomes["mcd"].iterations) >= 1
     assert {phase for phase, *_ in reports} >= {"latency table", "MCD iteration", "training"}
 
 
-def test_a_device_slower_than_its_table_is_searched_again(tmp_path):
-    """The device measures 1.25x the table: MCD's first winner misses the budget, so the stage
-    searches again for proportionally less until the measured figure fits."""
-    write_search_inputs(tmp_path)
-    measurer = StubMeasurer(slowdown=1.25)
-    result = search.run(params(train_baselines=False), tmp_path, measurer=measurer)
-    rounds = result.history["measure_rounds"]
-    assert len(rounds) >= 2
-    assert rounds[0]["measured_ms"] > BUDGET_MS >= rounds[-1]["measured_ms"]
-    assert result.arch["measured_latency_ms"] == measurer.ms(result.arch["widths"]) <= BUDGET_MS
-    assert set(result.trained) == {"mcd"}
+class Favours:
+    """Accuracy: 100 for ``favourite``, otherwise the total width / 100 (never as good)."""
+
+    def __init__(self, favourite: Sequence[int]) -> None:
+        self.favourite = list(favourite)
+
+    def evaluate(self, widths: Sequence[int]) -> float:
+        return 100.0 if list(widths) == self.favourite else sum(widths) / 100
 
 
-@pytest.mark.timeout(1)  # a fixed check returns in milliseconds
-def test_the_table_check_stops_when_the_space_has_too_few_architectures():
-    lut = additive_table()
-    outcomes = {
-        name: SearchOutcome(name, w, lut.predict(w), 0.0, [], 0.0)
-        for name, w in (("mcd", [8, 8]), ("random", [16, 0]), ("uniform", [0, 16]))
-    }
+def search_on(measurer: StubMeasurer, favourite: Sequence[int], tmp_path):
+    lut, _ = measurer.table_with([])
     choices = [STAGE_SPACE.width_choices(i) for i in range(STAGE_SPACE.num_layers)]
-    rows = search.check_table(lut, StubMeasurer(), outcomes, 8, choices, seed=0)
-    keys = [arch_key(r["widths"]) for r in rows]
-    assert len(set(keys)) == len(keys) == 9  # every architecture of the space, once
-    assert {"8-8", "16-0", "0-16"} <= set(keys)
+    return search.search_until_measured(
+        params(candidates=16), choices, lut, CachedEvaluator(Favours(favourite)), BUDGET_MS,
+        np.random.default_rng(1), measurer, tmp_path / "history.json", no_progress,
+    )  # fmt: skip
+
+
+def test_a_uniform_drift_after_the_table_is_not_a_miss(tmp_path):
+    """In the winners' run the device is 1.25x slower than in the table's: the winner measures
+    5 ms, above the 4 ms budget, but the full network measures 7.5 ms, so it is within 4 / 6 of
+    it; no second search."""
+    measurer = StubMeasurer(later=lambda ms: 1.25 * ms)
+    outcome, search_budget, rounds = search_on(measurer, [0, 16], tmp_path)
+    assert outcome.widths == [0, 16] and search_budget == BUDGET_MS
+    assert rounds == [{"search_budget_ms": BUDGET_MS, "widths": [0, 16], "predicted_ms": 4.0,
+                       "measured_ms": 5.0, "aligned_ms": 4.0, "measured_full_ms": 7.5,
+                       "run_budget_ms": 5.0, "fits": True}]  # fmt: skip
+
+
+def test_within_budget_aligned_but_not_measured_is_searched_again(tmp_path):
+    """[0, 16] is exact in the table (4 ms, aligned 4 ms: within the budget), but in the
+    winners' run it measures 1.2 * 4 + 0.3 = 5.1 ms while the full network measures
+    1.2 * 6.5 + 0.3 = 8.1 ms: above 4 / 6.5 of it (4.985 ms). The rule says it misses, so the
+    stage searches again for 4 * 4.985 / 5.1 * 0.99 ms from it, and [0, 8] (3.3 ms) fits."""
+    measurer = StubMeasurer(device=interacting(0.5), later=later)
+    outcome, search_budget, rounds = search_on(measurer, [0, 16], tmp_path)
+    run_budget = BUDGET_MS / 6.5 * 8.1
+    first, second = rounds
+    assert first["widths"] == [0, 16] and first["fits"] is False
+    assert first["measured_ms"] == pytest.approx(5.1)
+    assert first["aligned_ms"] == pytest.approx(4.0) and first["aligned_ms"] <= BUDGET_MS
+    assert first["measured_full_ms"] == pytest.approx(8.1)
+    assert first["run_budget_ms"] == pytest.approx(run_budget)
+    assert (
+        search_budget == second["search_budget_ms"] == pytest.approx(4.0 * run_budget / 5.1 * 0.99)
+    )
+    assert outcome.widths == second["widths"] == [0, 8] and second["fits"] is True
+    assert second["measured_ms"] == pytest.approx(1.2 * 2.5 + 0.3)
+
+
+def test_within_budget_measured_but_not_aligned_is_kept(tmp_path):
+    """[8, 8] is predicted 3.5 ms but takes 4.1 ms on the device (aligned: above the budget).
+    In the winners' run the device is 0.9x - 0.3 ms: [8, 8] measures 3.39 ms, the all-removed
+    network 0.6 and the full one (6.6 ms in the table's run) 5.64 ms, so 4 / 6.6 of it is
+    3.418 ms: the rule says it fits, and there is no second search."""
+    measurer = StubMeasurer(device=interacting(0.6), later=lambda ms: 0.9 * ms - 0.3)
+    outcome, _, rounds = search_on(measurer, [8, 8], tmp_path)
+    (only,) = rounds
+    assert outcome.widths == only["widths"] == [8, 8] and only["fits"] is True
+    assert only["measured_ms"] == pytest.approx(0.9 * 4.1 - 0.3)
+    aligned = 1.0 + (3.39 - 0.6) * (6.6 - 1.0) / (5.64 - 0.6)
+    assert only["aligned_ms"] == pytest.approx(aligned) == pytest.approx(4.1)
+    assert only["aligned_ms"] > BUDGET_MS
+    assert only["run_budget_ms"] == pytest.approx(BUDGET_MS / 6.6 * 5.64)
+
+
+def test_an_imported_table_reports_its_own_error_and_measures_nothing(tmp_path):
+    write_search_inputs(tmp_path)
+    phone = additive_table()
+    phone.info["median_error_pct"] = 2.5
+    phone.save(tmp_path / "phone.json")
+    result = search.run(params(lut_import="phone.json", train_baselines=False), tmp_path)
+    m = result.metrics
+    assert m["lut_error_pct"] == 2.5 and m["lut_error_source"] == "imported"
+    for key in (
+        "measured_latency_ms",
+        "aligned_latency_ms",
+        "measured_full_latency_ms",
+        "uniform_baseline_measured_latency_ms",
+        "uniform_baseline_aligned_latency_ms",
+    ):
+        assert math.isnan(m[key]), key
+    assert result.history["winners"]["mcd"]["fits_budget"] is None
+    assert math.isnan(measure.imported_error(additive_table()))  # a table with no check: NaN
+
+
+@pytest.mark.timeout(1)  # a fixed draw returns in milliseconds
+def test_the_check_draw_stops_when_the_space_has_too_few_architectures():
+    choices = [STAGE_SPACE.width_choices(i) for i in range(STAGE_SPACE.num_layers)]
+    exact = measure.exact_entries(STAGE_SPACE, 1)
+    assert exact == {"0-0", "8-0", "16-0", "0-8", "0-16"}
+    drawn = measure.draw_check_archs(choices, 8, 0, exact)
+    keys = [arch_key(w) for w in drawn]
+    assert len(set(keys)) == len(keys) == 4  # every architecture outside the table's own, once
+    assert set(keys) == {"8-8", "8-16", "16-8", "16-16"}
+    assert measure.draw_check_archs(choices, 2, 0, exact) == drawn[:2]  # the same seed, in order
+    assert measure.draw_check_archs(choices, 0, 0, exact) == []
