@@ -96,7 +96,8 @@ def run_seed(
 def _ms(values: list[float], fmt: str = ".1f") -> str:
     if len(values) == 1:
         return format(values[0], fmt)
-    return f"{format(statistics.mean(values), fmt)} ± {format(statistics.stdev(values), fmt)}"
+    spread = format(statistics.stdev(values), fmt.replace("+", ""))
+    return f"{format(statistics.mean(values), fmt)} ± {spread}"
 
 
 def main() -> None:
