@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import platform
+import statistics
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,11 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return path
+
+
+def mean_spread(values: list[float], fmt: str = ".1f") -> str:
+    """``mean ± stdev`` of figures over seeds (one figure alone as it is); the spread unsigned."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    spread = format(statistics.stdev(values), fmt.replace("+", ""))
+    return f"{format(statistics.mean(values), fmt)} ± {spread}"

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import arguments, quiet, save, table
+from bench.common import arguments, mean_spread, quiet, save, table
 from components import corpus as corpus_stage
 from components import prepare as prepare_stage
 from components.config import Params, load_params
@@ -149,12 +149,6 @@ def split_scores(
             e: 100.0 * float(np.mean(v)) for e, v in sorted(per_engine.items())
         }
     return out
-
-
-def mean_spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import arguments, quiet, save, table
+from bench.common import arguments, mean_spread, quiet, save, table
 from components.config import SupernetParams, load_params
 from components.model.evaluate import accuracy, recalibrate_batch_norm
 from components.model.space import (
@@ -93,13 +93,6 @@ def run_seed(
     return {"summary": summary, "subnets": records}
 
 
-def _ms(values: list[float], fmt: str = ".1f") -> str:
-    if len(values) == 1:
-        return format(values[0], fmt)
-    spread = format(statistics.stdev(values), fmt.replace("+", ""))
-    return f"{format(statistics.mean(values), fmt)} ± {spread}"
-
-
 def main() -> None:
     parser = arguments("bench.supernet", __doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -122,11 +115,14 @@ def main() -> None:
     rows = []
     for i, rec in enumerate(runs[0]["subnets"]):
         per = [r["subnets"][i] for r in runs]
+
+        def over(key: str, fmt: str = ".1f", per: list[dict[str, Any]] = per) -> str:
+            return mean_spread([s[key] for s in per], fmt)
+
         rows.append(
-            [str(rec["widths"]), f"{rec['macs'] / 1e6:.2f}", rec["params"],
-             _ms([s["inherited_val"] for s in per]), _ms([s["scratch_val"] for s in per]),
-             _ms([s["gap_val"] for s in per], "+.1f"), _ms([s["inherited_test"] for s in per]),
-             _ms([s["scratch_test"] for s in per]), _ms([s["gap_test"] for s in per], "+.1f"),
+            [str(rec["widths"]), f"{rec['macs'] / 1e6:.2f}", rec["params"], over("inherited_val"),
+             over("scratch_val"), over("gap_val", "+.1f"), over("inherited_test"),
+             over("scratch_test"), over("gap_test", "+.1f"),
              f"{statistics.mean(s['scratch_seconds'] for s in per):.0f}"]
         )  # fmt: skip
     headers = ["widths", "MMACs", "params", "inherited val %", "scratch val %", "gap val",
@@ -140,13 +136,13 @@ def main() -> None:
         table(
             ["full net test % (inherited)", "smallest test %", "spread", "median gap test",
              "supernet train s", f"{len(runs[0]['subnets'])} from scratch s", "ratio"],
-            [[_ms([x["full_inherited_test"] for x in s]),
-              _ms([x["smallest_inherited_test"] for x in s]),
-              _ms([x["spread_inherited_test"] for x in s], "+.1f"),
-              _ms([x["median_gap_test"] for x in s], "+.2f"),
-              _ms([x["supernet_seconds"] for x in s], ".0f"),
-              _ms([x["scratch_seconds_total"] for x in s], ".0f"),
-              _ms([x["cost_ratio_scratch_over_supernet"] for x in s], ".2f")]],
+            [[mean_spread([x["full_inherited_test"] for x in s]),
+              mean_spread([x["smallest_inherited_test"] for x in s]),
+              mean_spread([x["spread_inherited_test"] for x in s], "+.1f"),
+              mean_spread([x["median_gap_test"] for x in s], "+.2f"),
+              mean_spread([x["supernet_seconds"] for x in s], ".0f"),
+              mean_spread([x["scratch_seconds_total"] for x in s], ".0f"),
+              mean_spread([x["cost_ratio_scratch_over_supernet"] for x in s], ".2f")]],
         )
     )  # fmt: skip
     keys = [k for k in s[0] if k != "seed"]
