@@ -235,7 +235,7 @@ class SearchParams(Section):
 class PvtParams(Section):
     """Partial Variable Training: which variables (tensors) a client trains in a round."""
 
-    strategy: Literal["all", "random", "fixed"] = "random"  # all = plain FedAvg
+    strategy: Literal["all", "random", "fixed"] = "all"  # all = every variable (FedAvg)
     # random: the share of the candidate variables each client trains per round
     trainable_fraction: Annotated[float, Field(gt=0.0, le=1.0)] = 0.08
     budget: Literal["count", "size"] = "count"  # random: fraction of tensors, or of parameters
@@ -246,7 +246,7 @@ class PvtParams(Section):
 class OmcParams(Section):
     """Online Model Compression: clients keep weight matrices quantized, transfers too."""
 
-    enabled: bool = True
+    enabled: bool = False
     bits: Annotated[int, Field(ge=1, le=8)] = 8
     weight_fraction: Fraction = 1.0  # share of weight matrices compressed (largest first)
     stochastic_rounding: bool = True
@@ -260,6 +260,16 @@ class ServerOptimizerParams(Section):
     lr: Annotated[float, Field(gt=0.0)] = 0.01
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     tau: Annotated[float, Field(gt=0.0)] = 1e-3  # adam: adaptivity floor (FedAdam's tau)
+
+
+class ServerLearningParams(Section):
+    """Federated learning with server learning (Mai et al. 2023): after each counted round the
+    server takes SGD steps of its own on the server pool's training clips (the data the super-
+    network learned from), so fitting the clients' voices does not erase the rest."""
+
+    steps: Annotated[int, Field(ge=0)] = 10  # 0 = off (plain FedAvg / FedAdam)
+    batch_size: Annotated[int, Field(ge=1)] = 32
+    lr: Annotated[float, Field(gt=0.0)] = 0.05  # plain SGD, as the clients
 
 
 class FaultParams(Section):
@@ -289,7 +299,7 @@ class SimulationParams(Section):
     client_cpus: Annotated[float, Field(gt=0.0)] = 1.0  # per ClientApp worker: cpus / this workers
     client_gpus: Annotated[float, Field(ge=0.0)] = 0.0
     client_threads: Annotated[int, Field(ge=1)] = 1  # torch threads inside a worker
-    address: str = ""  # "" = start Ray here; "auto" or "ray://HOST:10001" joins a cluster
+    address: str = ""  # "" = start Ray here; "HOST:6379" (a head's GCS) joins a cluster
 
 
 class ScreeningParams(Section):
@@ -308,7 +318,7 @@ class ScreeningParams(Section):
 class FinetuneParams(Section):
     """Federated fine-tuning on Flower's simulation engine with PVT and OMC."""
 
-    rounds: Annotated[int, Field(ge=1)] = 20
+    rounds: Annotated[int, Field(ge=1)] = 40
     clients_per_round: Annotated[int, Field(ge=1)] = 10
     min_clients: Annotated[int, Field(ge=1)] = 2  # accepted updates a round needs to count
     local_steps: Annotated[int, Field(ge=1)] = 10
@@ -319,6 +329,7 @@ class FinetuneParams(Section):
     memory_probe_every: Annotated[int, Field(ge=0)] = 5  # profile client memory every k rounds
     federated_eval: bool = True  # also evaluate on every client through Flower, first and last
     server: ServerOptimizerParams = ServerOptimizerParams()
+    server_learning: ServerLearningParams = ServerLearningParams()
     pvt: PvtParams = PvtParams()
     omc: OmcParams = OmcParams()
     screening: ScreeningParams = ScreeningParams()

@@ -7,24 +7,12 @@ variables), so the client keeps nothing between rounds but its own clips. Which 
 Simulation: ``make_client_app(data_dir)`` is what ``simulation.py`` hands to Flower's simulation
 engine (one Ray actor per worker runs it for many clients in turn).
 
-Real deployment (the same handlers): this module's ``app`` reads ``data-dir`` (and ``threads``)
-from the node config. Checked with flwr 1.32 on one host (three SuperNodes), in an environment with
-this package installed::
-
-    flower-superlink --insecure                     # the server (ports 9091-9093)
-    # on each device (on one host, each node needs its own --clientappio-api-address port):
-    flower-supernode --insecure --superlink SERVER:9092 \\
-        --clientappio-api-address 127.0.0.1:9094 \\
-        --node-config "partition-id=0 data-dir='data/prepared'"
-    flwr run APP_DIR --stream                       # from any machine
-
-``APP_DIR/pyproject.toml`` is a Flower app whose ``[tool.flwr.app.components]`` are
-``serverapp = "components.federated.server_app:app"`` and
-``clientapp = "components.federated.client_app:app"``, with ``[tool.flwr.app.config]`` keys
-``params`` (a params.yaml path on the server) and ``clients`` (SuperNodes to wait for); the
-SuperLink connection (``address = "SERVER:9093"``, ``insecure = true``) is the default
-``[superlink]`` entry of ``$FLWR_HOME/config.toml``. A device's ``data-dir`` holds its own
-prepared clips in the layout of ``data/prepared`` (``partition-id`` picks the client there).
+Real deployment (the same handlers): this module's ``app`` reads ``data-dir`` (a folder in the
+layout of ``data/prepared``; ``partition-id`` picks the client there) and ``threads`` from the
+SuperNode's node config, e.g. ``--node-config "partition-id=0 data-dir='data/prepared'"``. The
+Flower App that names it is ``deploy/flower``; docs/federated-deployment.md has the SuperLink,
+SuperNode and ``flwr run`` commands and the TLS and authentication settings a real deployment
+needs (tests/integration/test_flower_deployment.py runs them on 127.0.0.1).
 """
 
 from __future__ import annotations

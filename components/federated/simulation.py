@@ -27,6 +27,7 @@ from components.federated.sampling import ClientInfo
 from components.federated.strategy import PartialVariableStrategy
 
 log = logging.getLogger(__name__)
+LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray on 127.0.0.1 only
 EvaluateFn = Callable[[int, ArrayRecord], MetricRecord | None]
 
 
@@ -110,6 +111,12 @@ def simulate(
     down afterwards (a joined cluster is only disconnected from)."""
     from flwr.simulation import run_simulation
 
+    if not sim.address:
+        # A Ray started here serves this process only: keep it on loopback. Ray 2.55 otherwise
+        # advertises the machine's interface address and listens on every interface; its
+        # single-machine mode (the macOS/Windows default) binds 127.0.0.1. Read when Ray is first
+        # imported, i.e. below in a stage process (docs/federated-deployment.md).
+        os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")

@@ -29,6 +29,7 @@ from components.federated import protocol as P
 from components.federated.client_app import make_client_app
 from components.federated.data import ClientPool
 from components.federated.payload import encode_payload, payload_bytes
+from components.federated.server_learning import server_learner
 from components.federated.simulation import (
     FederationOutcome,
     make_server_app,
@@ -135,7 +136,8 @@ def run(
     if len(client_y) == 0:
         raise CorpusError(f"{prepared_dir}: the clients hold no test clips")
     initial_state = _float_state(init_net, layout)
-    strategy = PartialVariableStrategy(p, arch, layout, params.base.seed)
+    learner = server_learner(params, data, prepared_dir, arch)
+    strategy = PartialVariableStrategy(p, arch, layout, params.base.seed, learner)
     history: list[dict[str, float]] = []
     totals = {"up": 0, "down": 0}
 
@@ -193,6 +195,7 @@ def run(
     metrics = _metrics(
         params, strategy, reports, outcome, history, layout, initial_state, pool, arch
     )
+    metrics["server_learning_steps"] = learner.batches if learner else 0
     metrics["client_view_acc_after"] = round(
         100.0 * count_correct(client_view, client_x, client_y) / len(client_y), 3
     )

@@ -8,7 +8,9 @@ full model (OMC: compressed entries as codes, rounded to nearest); Flower waits 
 (``screening.screen_reply``: accepted, failed or rejected), and ``rounds.close_round`` judges the
 accepted ones against each other (``cohort.screen_cohort``, ``finetune.screening``), averages the
 rest per variable and applies the server optimizer, or skips the round when fewer than
-``min_clients`` were accepted. Every round's ``RoundReport`` stays in ``reports``.
+``min_clients`` were accepted; with server learning (``finetune.server_learning``) the server
+then takes its own steps on its data (``server_learning``). Every round's ``RoundReport`` stays in
+``reports``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from components.federated.payload import encode_payload, float_values, payload_b
 from components.federated.rounds import RoundReport, close_round
 from components.federated.sampling import Assignment, ClientInfo, plan_round, probes_memory
 from components.federated.screening import screen_reply
+from components.federated.server_learning import ServerLearner
 from components.federated.variables import ModelLayout
 
 log = logging.getLogger(__name__)
@@ -53,9 +56,11 @@ class PartialVariableStrategy(Strategy):
     """PVT + OMC federated averaging over the clients registered with ``register``."""
 
     def __init__(
-        self, params: FinetuneParams, arch: dict[str, Any], layout: ModelLayout, seed: int
-    ):
+        self, params: FinetuneParams, arch: dict[str, Any], layout: ModelLayout, seed: int,
+        server_learner: ServerLearner | None = None,
+    ):  # fmt: skip
         self.p, self.layout, self.seed = params, layout, seed
+        self.server_learner = server_learner
         self.arch = json.dumps(arch, sort_keys=True)
         shapes = {e.name: e.shape for e in layout.entries if e.trainable}
         omc = params.omc
@@ -179,6 +184,8 @@ class PartialVariableStrategy(Strategy):
         )  # fmt: skip
         stepped = close_round(report, verdicts, self._current, self._sent, self.optimizer,
                               p.min_clients, p.screening)  # fmt: skip
+        if stepped is not None and self.server_learner is not None:
+            stepped = self.server_learner.step(stepped, server_round)
         new = None if stepped is None else numpy_to_arrays(stepped)
         report.seconds = time.perf_counter() - self._started
         return new, MetricRecord(dict(report.counts()))  # a copy typed as MetricRecord wants

@@ -44,7 +44,8 @@ CLIENTS, SEED = 3, 7
 
 
 class Federation:
-    """Three real client nodes (partitions 0-2 of a tiny prepared dataset) and the server side."""
+    """Three real client nodes (partitions 0-2 of a tiny prepared dataset) and the server side:
+    the smoke configuration with PVT on (random variables per client round) and OMC."""
 
     def __init__(self, prepared: Path, start: Path, **finetune) -> None:
         self.prepared = prepared
@@ -52,7 +53,9 @@ class Federation:
         self.arch, self.layout = payload["config"], ModelLayout.from_model(net)
         state = net.state_dict()
         self.initial = {n: state[n].numpy().copy() for n in self.layout.names}
-        self.params = load_params(ROOT / "configs/smoke.yaml").finetune.model_copy(update=finetune)
+        smoke = load_params(ROOT / "configs/smoke.yaml").finetune
+        pvt = smoke.pvt.model_copy(update={"strategy": "random"})
+        self.params = smoke.model_copy(update={"pvt": pvt, **finetune})
         self.pool = ClientPool(self.prepared)
         self.app = make_client_app(str(self.prepared))
         self.contexts = {

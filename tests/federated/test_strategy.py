@@ -7,6 +7,8 @@ uploads, with rejected and failed clients left out and variables nobody trained 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -120,10 +122,12 @@ def weighted_average(pairs: list[tuple[int, np.ndarray]]) -> np.ndarray:
     return (total / sum(w for w, _ in pairs)).astype(F32)
 
 
-def federation(clients: dict[int, ToyClient], params: FinetuneParams = PARAMS):
+def federation(
+    clients: dict[int, ToyClient], params: FinetuneParams = PARAMS, learner: Any = None
+):  # fmt: skip
     """Run ``run_federation`` over the fake grid; the models after each round, as evaluated."""
     grid = FakeGrid(dict(clients))
-    strategy = PartialVariableStrategy(params, {"toy": True}, TOY_LAYOUT, SEED)
+    strategy = PartialVariableStrategy(params, {"toy": True}, TOY_LAYOUT, SEED, learner)
     initial = numpy_to_arrays(toy_model())
     models: dict[int, dict[str, np.ndarray]] = {}
 
@@ -273,6 +277,53 @@ def test_a_round_with_too_few_accepted_updates_keeps_the_model():
             np.testing.assert_array_equal(models[r][name], value)
             np.testing.assert_array_equal(clients[40].received[r - 1][name], value)
     for name, value in initial.items():
+        np.testing.assert_array_equal(arrays_to_numpy(outcome.final)[name], value)
+
+
+class MarkingLearner:
+    """Server learning as the strategy sees it: adds ``100 * round`` to every entry it is given
+    and records the rounds and the states it got."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, dict[str, np.ndarray]]] = []
+
+    def step(self, state: dict[str, np.ndarray], server_round: int) -> dict[str, np.ndarray]:
+        self.calls.append((server_round, {n: v.copy() for n, v in state.items()}))
+        return {n: v + F32(100 * server_round) for n, v in state.items()}
+
+
+def test_server_learning_steps_the_aggregated_model_of_every_counted_round():
+    """The learner gets exactly the aggregated model (what the round would have ended with) and
+    its result is the new global model, the one the next round's clients receive."""
+    clients = mixed_clients()
+    _, plain_strategy, _, plain = federation(mixed_clients())
+    learner = MarkingLearner()
+    _, strategy, outcome, models = federation(clients, learner=learner)
+    assert [r for r, _ in learner.calls] == [1, 2]
+    # round 1 starts from the same model as without the learner: the aggregate is the same
+    for name in TOY_LAYOUT.names:
+        np.testing.assert_array_equal(learner.calls[0][1][name], plain[1][name])
+        np.testing.assert_array_equal(models[1][name], plain[1][name] + F32(100))
+        np.testing.assert_array_equal(clients[40].received[1][name], models[1][name])
+    # round 2 aggregates updates made from the learner's model, then the learner steps that
+    by_id = {c.client: c for c in clients.values()}
+    good = [by_id[c] for c in (0, 1, 2)]
+    for name in TOY_LAYOUT.variables:
+        pairs = [(c.num_train, c.uploads[1][name]) for c in good if name in c.uploads[1]]
+        aggregated = weighted_average(pairs) if pairs else models[1][name]
+        np.testing.assert_array_equal(learner.calls[1][1][name], aggregated)
+        np.testing.assert_array_equal(models[2][name], aggregated + F32(200))
+    np.testing.assert_array_equal(arrays_to_numpy(outcome.final)["head.bias"],
+                                  models[2]["head.bias"])  # fmt: skip
+    assert plain_strategy.reports[1].accepted == strategy.reports[1].accepted == 3
+
+
+def test_server_learning_skips_a_skipped_round():
+    learner = MarkingLearner()
+    params = PARAMS.model_copy(update={"min_clients": 4})
+    _, _, outcome, _ = federation(mixed_clients(), params, learner)
+    assert learner.calls == []
+    for name, value in toy_model().items():
         np.testing.assert_array_equal(arrays_to_numpy(outcome.final)[name], value)
 
 
