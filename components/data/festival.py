@@ -6,6 +6,14 @@ which is cheap after the first load and resets every knob. Errors are caught in 
 (unwind-protect); a process found dead (killed; it segfaults on a text without words, which
 speak() refuses first) is started again once for that call. ``close_session`` ends it (at exit,
 and where a worker pool finishes).
+
+The diphone voices' audio ends where the last phone ends: the utterance's final pause is cut
+off. Festival 2.5's UniSyn fills the second half of that pause from memory past the end of the
+last diphone (its pitchmark mapping, ``make_segment_single_mapping``, reads beyond the last
+frame), so those samples depend on what the process said before: mostly a near-silent repeat,
+sometimes zeros or a full-scale click. A word said after another history came out different (so
+did a corpus, with the speakers dealt to the workers in another order). What is cut is
+near-silence: 32 to 67 dB under the word's peak (kal_diphone, ked_diphone, 46 words measured).
 """
 
 from __future__ import annotations
@@ -33,7 +41,10 @@ _SCHEME = r"""
 (define (el_pitch f) (set! int_lr_params (mapcar (lambda (p)
   (if (member (car p) '(target_f0_mean target_f0_std)) (list (car p) (* f (cadr p))) p))
   int_lr_params)))
+(define (el_last_segment u) (let ((s (utt.relation.last u 'Segment)))
+  (format t "%s %f\n" (item.name s) (item.feat s "segment_start"))))
 """
+FINAL_PAUSE = "pau"  # the silence phone of the diphone voices' phone set (radio)
 
 
 class _FestivalDied(ValueError):
@@ -169,17 +180,31 @@ class FestivalEngine(SpeechEngine):
         for attempt in (1, 2):  # a process found dead (killed, crashed) gets one fresh start
             with _LOCK:
                 session = _festival_session()
-                start = f"@@{session.token}:wav@@"
+                last, start = f"@@{session.token}:last@@", f"@@{session.token}:wav@@"
                 try:
                     out = session.run(
-                        f'{form} (format t "{start}") (utt.save.wave el_utt "-" (quote riff))'
+                        f'{form} (format t "{last}") (el_last_segment el_utt) (format t "{start}") '
+                        '(utt.save.wave el_utt "-" (quote riff))'
                     )
                 except _FestivalDied:
                     if attempt == 2:
                         raise
                     continue
-            return parse_wav_stream(out.split(start.encode(), 1)[-1])
+            head, _, wav = out.partition(start.encode())
+            audio, sr = parse_wav_stream(wav)
+            if voice.endswith("_hts"):  # statistical voices: no diphones, nothing read past them
+                return audio, sr
+            return _without_final_pause(audio, sr, head.rpartition(last.encode())[2])
         raise AssertionError("unreachable")
+
+
+def _without_final_pause(audio: np.ndarray, sr: int, last_segment: bytes) -> tuple[np.ndarray, int]:
+    """A diphone voice's audio up to the start of the utterance's final pause (``last_segment``:
+    ``b"pau 0.290304"``, its name and start in seconds); see the module docstring for why."""
+    name, _, start = last_segment.decode(errors="replace").strip().partition(" ")
+    if name != FINAL_PAUSE:
+        raise ValueError(f"the utterance does not end in a pause ({name!r}): cannot cut it off")
+    return audio[: round(float(start) * sr)], sr
 
 
 @lru_cache(maxsize=1)

@@ -136,6 +136,29 @@ def test_festival_is_one_process_closed_on_demand(speech_engines):
     assert festival.session_pid() not in (None, pid)
 
 
+@pytest.mark.parametrize("voice", ["kal_diphone", "ked_diphone"])
+def test_festival_diphone_voices_end_where_their_last_phone_ends(speech_engines, voice,
+                                                                 monkeypatch):  # fmt: skip
+    """The final pause is cut off (Festival fills its second half from memory past the last
+    diphone, so that the same word differed from one process history to another); it is
+    near-silence, and nothing before it changes."""
+    audio = speech_engines["festival"].speak("yes", voice, 1.1, -1.0)
+    monkeypatch.setattr(festival, "_without_final_pause", lambda x, sr, _: (x, sr))
+    whole = speech_engines["festival"].speak("yes", voice, 1.1, -1.0)
+    assert 0.1 * len(whole) < len(whole) - len(audio) < 0.5 * len(whole)
+    np.testing.assert_array_equal(whole[: len(audio)], audio)
+    assert np.abs(whole[len(audio) :]).max() < 10 ** (-30 / 20) * np.abs(whole).max()  # -30 dB
+
+
+@pytest.mark.parametrize("voice", ["kal_diphone", "ked_diphone"])
+def test_festival_diphone_audio_ignores_what_follows_the_last_phone(
+    speech_engines, voice, garble_festival
+):
+    clean = speech_engines["festival"].speak("go", voice)
+    garble_festival()
+    np.testing.assert_array_equal(speech_engines["festival"].speak("go", voice), clean)
+
+
 def test_festival_text_is_quoted_for_scheme(speech_engines):
     audio = speech_engines["festival"].speak('say "left" \\ now', "kal_diphone")
     assert len(trim_silence(audio)) / SR > 0.5

@@ -55,7 +55,8 @@ class Federation:
         self.initial = {n: state[n].numpy().copy() for n in self.layout.names}
         smoke = load_params(ROOT / "configs/smoke.yaml").finetune
         pvt = smoke.pvt.model_copy(update={"strategy": "random"})
-        self.params = smoke.model_copy(update={"pvt": pvt, **finetune})
+        omc = smoke.omc.model_copy(update={"enabled": True})
+        self.params = smoke.model_copy(update={"pvt": pvt, "omc": omc, **finetune})
         self.pool = ClientPool(self.prepared)
         self.app = make_client_app(str(self.prepared))
         self.contexts = {

@@ -42,9 +42,10 @@ def finetuned(tmp_path_factory):
         update={
             "clients_per_round": 6,
             "round_timeout_s": 8.0,
-            # PVT on (random variables in the top half) and no server learning, which would
+            # PVT (random variables in the top half) and OMC on, no server learning, which would
             # change every variable: what moved must be what the clients trained
             "pvt": params.finetune.pvt.model_copy(update={"strategy": "random"}),
+            "omc": params.finetune.omc.model_copy(update={"enabled": True}),
             "server_learning": params.finetune.server_learning.model_copy(update={"steps": 0}),
             # with seed 7 these rates make clients commit each fault (draws are per round/client)
             "faults": params.finetune.faults.model_copy(
