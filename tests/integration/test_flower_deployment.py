@@ -20,7 +20,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,24 +37,14 @@ from cryptography.x509.oid import NameOID
 from components.model.checkpoint import load_subnet_file
 from tests.helpers import BIN, ROOT
 from tests.helpers.federated import WIDTHS, write_start_model
+from tests.helpers.netwatch import HOST, SocketWatch, free_ports, is_loopback
 from tests.helpers.toy_data import write_prepared
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 APP = ROOT / "deploy" / "flower"
-HOST = "127.0.0.1"
 FINETUNE = {"rounds": 2, "clients_per_round": 2, "min_clients": 1, "local_steps": 2,
             "round_timeout_s": 120.0}  # fmt: skip
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports that are free on 127.0.0.1 right now (held open together, so the
-    kernel hands out different ones)."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind((HOST, 0))
-        return [s.getsockname()[1] for s in socks]
 
 
 class Processes:
@@ -108,44 +97,12 @@ class Processes:
         assert not left, f"processes left after SIGKILL: {left}"
 
 
-class ListenWatch:
-    """Every TCP socket our processes listen on, sampled once a second in a thread."""
-
-    def __init__(self, procs: Processes) -> None:
-        self.procs = procs
-        self.seen: dict[tuple[str, int], str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(1.0)
-
-    def sample(self) -> None:
-        names = {}
-        for p in self.procs.members():
-            with contextlib.suppress(psutil.Error):
-                names[p.pid] = p.name()
+def member_names(procs: Processes) -> dict[int, str]:
+    names = {}
+    for p in procs.members():
         with contextlib.suppress(psutil.Error):
-            for c in psutil.net_connections("tcp"):
-                if c.status == psutil.CONN_LISTEN and c.pid in names:
-                    self.seen[(c.laddr.ip, c.laddr.port)] = names[c.pid]
-
-    def __enter__(self) -> ListenWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def is_loopback(ip: str) -> bool:
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
+            names[p.pid] = p.name()
+    return names
 
 
 def wait_for_port(port: int, procs: Processes, name: str, timeout: float = 120) -> None:
@@ -220,7 +177,7 @@ def test_flwr_run_on_a_local_superlink_and_two_supernodes(
          "--disable-runtime-dependency-installation"],
         flower_env(work / "flwr/superlink"), work,
     )  # fmt: skip
-    with ListenWatch(processes) as watch:
+    with SocketWatch(lambda: member_names(processes)) as watch:
         wait_for_port(fleet, processes, "superlink")
         wait_for_port(control, processes, "superlink")
         for k, port in enumerate((node0, node1)):
@@ -289,10 +246,10 @@ def test_flwr_run_on_a_local_superlink_and_two_supernodes(
     assert changed, "the final model equals the start model: no update reached it"
     assert all(torch.isfinite(state[n]).all() for n in changed)
     # Everything we started listened on 127.0.0.1 only, on the ports we gave it.
-    listening = sorted(watch.seen.items())
+    listening = sorted(watch.listening.items())
     print("listening:", listening)
-    assert {port for _, port in watch.seen} == {serverappio, fleet, control, node0, node1}
-    assert all(is_loopback(ip) for ip, _ in watch.seen), listening
+    assert {port for _, port in watch.listening} == {serverappio, fleet, control, node0, node1}
+    assert all(is_loopback(ip) for ip, _ in watch.listening), listening
 
 
 def write_credentials(root: Path) -> dict[str, Path]:
