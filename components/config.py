@@ -327,7 +327,11 @@ class FinetuneParams(Section):
     max_update_norm: Annotated[float, Field(gt=0.0)] = 10.0  # reject if update/model RMS > this
     round_timeout_s: Annotated[float, Field(gt=0.0)] = 60.0
     memory_probe_every: Annotated[int, Field(ge=0)] = 5  # profile client memory every k rounds
-    federated_eval: bool = True  # also evaluate on every client through Flower, first and last
+    federated_eval: bool = True  # also evaluate on the clients through Flower, first and last
+    federated_eval_clients: Annotated[int, Field(ge=0)] = 0  # 0 = every client, else a sample
+    # devices: 0 = one per client speaker; N = the client speakers' clips dealt to N devices,
+    # each holding clips of one speaker (a realistic population: many devices, few clips each)
+    population: Annotated[int, Field(ge=0)] = 0
     server: ServerOptimizerParams = ServerOptimizerParams()
     server_learning: ServerLearningParams = ServerLearningParams()
     pvt: PvtParams = PvtParams()

@@ -27,7 +27,7 @@ from flwr.clientapp import ClientApp
 
 from components.federated import protocol as P
 from components.federated.compression import QuantizedTensor, quantize
-from components.federated.data import open_pool
+from components.federated.data import ClientPool, open_pool
 from components.federated.faults import forge_update
 from components.federated.payload import Value, decode_payload, encode_payload, float_values
 from components.federated.training import ClientModel, LocalConfig, count_correct, materialize
@@ -92,6 +92,18 @@ def _truncate(arrays: ArrayRecord) -> None:
             return
 
 
+def _device(msg: Message, context: Context, data_dir: str) -> tuple[ClientPool, int]:
+    """The pool (split into the server's ``population``) and the device this message is for:
+    the one the message names (a simulation's slot node plays many), else the node's own
+    (its ``partition-id``)."""
+    cfg = P.config_of(msg.content)
+    population, seed = P.as_int(cfg.get("population", 0)), P.as_int(cfg.get("pool-seed", 0))
+    pool = open_pool(data_dir, population, seed)
+    if "device" in cfg:
+        return pool, pool.device(P.as_int(cfg["device"]))
+    return pool, pool.client_id(int(context.node_config["partition-id"]))
+
+
 def handle_train(msg: Message, context: Context, data_dir: str, threads: int) -> Message:
     torch.set_num_threads(threads)
     cfg = P.config_of(msg.content)
@@ -100,8 +112,7 @@ def handle_train(msg: Message, context: Context, data_dir: str, threads: int) ->
         raise InjectedFault("injected fault: client crashed")
     if fault == P.TIMEOUT:
         time.sleep(P.as_float(cfg["fault-sleep-s"]))  # the reply arrives after the round's deadline
-    pool = open_pool(data_dir)
-    client = pool.client_id(int(context.node_config["partition-id"]))
+    pool, client = _device(msg, context, data_dir)
     layout = _layout(str(cfg["arch"]))
     state = _state(msg, layout)
     trainable = frozenset(layout.names[i] for i in P.as_ints(cfg["trainable"]))
@@ -140,8 +151,7 @@ def handle_train(msg: Message, context: Context, data_dir: str, threads: int) ->
 def handle_evaluate(msg: Message, context: Context, data_dir: str, threads: int) -> Message:
     torch.set_num_threads(threads)
     cfg = P.config_of(msg.content)
-    pool = open_pool(data_dir)
-    client = pool.client_id(int(context.node_config["partition-id"]))
+    pool, client = _device(msg, context, data_dir)
     layout = _layout(str(cfg["arch"]))
     state = _state(msg, layout)
     net = materialize(json.loads(str(cfg["arch"])), state)
@@ -153,8 +163,7 @@ def handle_evaluate(msg: Message, context: Context, data_dir: str, threads: int)
 
 
 def handle_query(msg: Message, context: Context, data_dir: str) -> Message:
-    pool = open_pool(data_dir)
-    client = pool.client_id(int(context.node_config["partition-id"]))
+    pool, client = _device(msg, context, data_dir)
     n_train, n_test = pool.counts(client)
     metrics = MetricRecord({"client": client, "num-train": n_train, "num-test": n_test})
     return Message(RecordDict({P.METRICS: metrics}), reply_to=msg)

@@ -2,7 +2,8 @@
 
 Every draw has its own generator seeded by ``(seed, round[, client], stream)``, so a client's
 variables, fault and local seed in a round do not depend on which other clients were sampled, and
-a run repeats exactly. Streams: 1 = the sample, 2 = the fault, 3 = the PVT variables.
+a run repeats exactly. Streams: 1 = the sample, 2 = the fault, 3 = the PVT variables, 4 = the
+clients of federated evaluation (round 0).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from components.config import FaultParams, FinetuneParams, PvtParams
 from components.federated import protocol as P
 from components.federated.variables import ModelLayout, select_trainable
 
-SAMPLE_STREAM, FAULT_STREAM, PVT_STREAM = 1, 2, 3
+SAMPLE_STREAM, FAULT_STREAM, PVT_STREAM, EVAL_STREAM = 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,16 @@ def sample_clients(
     rng = np.random.default_rng([seed, server_round, SAMPLE_STREAM])
     picks = sorted(rng.choice(len(eligible), size=k, replace=False).tolist())
     return [eligible[i] for i in picks]
+
+
+def sample_evaluators(clients: Sequence[ClientInfo], k: int, seed: int) -> list[ClientInfo]:
+    """The clients that evaluate a model through Flower: every one holding test clips (``k`` 0),
+    or ``k`` of them drawn once per run (the same before and after training), in order."""
+    eligible = [c for c in clients if c.num_test > 0]
+    if k == 0 or k >= len(eligible):
+        return eligible
+    rng = np.random.default_rng([seed, 0, EVAL_STREAM])
+    return [eligible[i] for i in sorted(rng.choice(len(eligible), size=k, replace=False).tolist())]
 
 
 def draw_fault(faults: FaultParams, seed: int, server_round: int, client: int) -> str:

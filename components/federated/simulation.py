@@ -38,6 +38,8 @@ class FederationOutcome:
     federated_before: tuple[int, int, int] | None = None  # (correct, clips, clients reporting)
     federated_after: tuple[int, int, int] | None = None
     rounds_seconds: float = 0.0
+    register_seconds: float = 0.0
+    federated_eval_seconds: float = 0.0  # before and after, together
 
 
 def run_federation(
@@ -50,7 +52,9 @@ def run_federation(
     outcome: FederationOutcome,
 ) -> FederationOutcome:
     """The ServerApp's work; fills ``outcome`` as it goes."""
+    start = time.perf_counter()
     outcome.clients = strategy.register(grid, expected_clients, max(60.0, params.round_timeout_s))
+    outcome.register_seconds = time.perf_counter() - start
     trainable = sum(c.num_train > 0 for c in outcome.clients)
     if trainable < params.min_clients:
         raise EdgelearnError(
@@ -59,7 +63,9 @@ def run_federation(
         )
     log.info("%d clients registered (%d expected)", len(outcome.clients), expected_clients)
     if params.federated_eval:
+        start = time.perf_counter()
         outcome.federated_before = strategy.federated_evaluate(grid, initial)
+        outcome.federated_eval_seconds += time.perf_counter() - start
     start = time.perf_counter()
     result = strategy.start(
         grid,
@@ -71,7 +77,9 @@ def run_federation(
     outcome.rounds_seconds = time.perf_counter() - start
     outcome.final = result.arrays if len(result.arrays) else initial
     if params.federated_eval:
+        start = time.perf_counter()
         outcome.federated_after = strategy.federated_evaluate(grid, outcome.final)
+        outcome.federated_eval_seconds += time.perf_counter() - start
     return outcome
 
 

@@ -6,6 +6,12 @@ bytes both ways, client training memory against an all-variable float reference 
 ``paths.final``. Per-round accuracy is computed by the server on the pooled test clips of every
 client (a simulation can see them; a deployment would run Flower's federated evaluation, which the
 stage also does through Flower at the start and the end when ``finetune.federated_eval`` is on).
+
+Devices: one per client speaker, one virtual SuperNode each; or ``finetune.population`` devices
+(``data.device_rows``), which the server knows from the prepared data and which
+``clients_per_round`` virtual SuperNodes play in turn, every message naming its device. One node
+per device made Flower's engine poll thousands of idle nodes every 0.1 s and the server query each
+at registration (bench/population.py measured both).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from components.federated import protocol as P
 from components.federated.client_app import make_client_app
 from components.federated.data import ClientPool
 from components.federated.payload import encode_payload, payload_bytes
+from components.federated.sampling import ClientInfo
 from components.federated.server_learning import server_learner
 from components.federated.simulation import (
     FederationOutcome,
@@ -127,7 +134,7 @@ def run(
     layout = ModelLayout.from_model(init_net)
     check_params(params, layout)
     prepared_dir = (workdir / params.paths.prepared).resolve()
-    pool = ClientPool(prepared_dir)
+    pool = ClientPool(prepared_dir, p.population, params.base.seed)
     data = load_prepared(prepared_dir)
     check_num_classes(prepared_dir, data.classes, workdir / params.paths.searched,
                       init_net.head.out_features)  # fmt: skip
@@ -137,7 +144,11 @@ def run(
         raise CorpusError(f"{prepared_dir}: the clients hold no test clips")
     initial_state = _float_state(init_net, layout)
     learner = server_learner(params, data, prepared_dir, arch)
-    strategy = PartialVariableStrategy(p, arch, layout, params.base.seed, learner)
+    # A population's devices are played by ``clients_per_round`` slot nodes (module docstring).
+    roster = ([ClientInfo(-1, c, *pool.counts(c)) for c in pool.ids]
+              if p.population else None)  # fmt: skip
+    nodes = min(len(pool), p.clients_per_round) if roster else len(pool)
+    strategy = PartialVariableStrategy(p, arch, layout, params.base.seed, learner, roster)
     history: list[dict[str, float]] = []
     totals = {"up": 0, "down": 0}
 
@@ -177,10 +188,10 @@ def run(
     initial = numpy_to_arrays(initial_state)
     outcome = FederationOutcome()
     server_app = make_server_app(
-        lambda grid: run_federation(grid, strategy, initial, p, len(pool), evaluate_fn, outcome)
+        lambda grid: run_federation(grid, strategy, initial, p, nodes, evaluate_fn, outcome)
     )
     client_app = make_client_app(str(prepared_dir), p.simulation.client_threads)
-    simulate(server_app, client_app, len(pool), p.simulation)
+    simulate(server_app, client_app, nodes, p.simulation)
     if outcome.final is None:
         raise EdgelearnError("finetune: the federation ended without a model (see the log above)")
     final_state = arrays_to_numpy(outcome.final)
@@ -261,6 +272,9 @@ def _metrics(
            for kind in P.FAULTS},
         "variables_total": len(layout.variables),
         "compressed_variables": len(strategy.compressed),
+        "population": p.population,
+        "register_seconds": round(outcome.register_seconds, 2),
+        "federated_eval_seconds": round(outcome.federated_eval_seconds, 2),
         "train_seconds": round(outcome.rounds_seconds, 2),
         "rounds_per_minute": round(60.0 * p.rounds / outcome.rounds_seconds, 2)
         if outcome.rounds_seconds else 0.0,

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,13 @@ from components.federated.aggregation import ServerOptimizer, model_rms
 from components.federated.compression import QuantizedTensor, choose_compressed, quantize
 from components.federated.payload import encode_payload, float_values, payload_bytes
 from components.federated.rounds import RoundReport, close_round
-from components.federated.sampling import Assignment, ClientInfo, plan_round, probes_memory
+from components.federated.sampling import (
+    Assignment,
+    ClientInfo,
+    plan_round,
+    probes_memory,
+    sample_evaluators,
+)
 from components.federated.screening import screen_reply
 from components.federated.server_learning import ServerLearner
 from components.federated.variables import ModelLayout
@@ -57,10 +64,14 @@ class PartialVariableStrategy(Strategy):
 
     def __init__(
         self, params: FinetuneParams, arch: dict[str, Any], layout: ModelLayout, seed: int,
-        server_learner: ServerLearner | None = None,
+        server_learner: ServerLearner | None = None, roster: Sequence[ClientInfo] | None = None,
     ):  # fmt: skip
         self.p, self.layout, self.seed = params, layout, seed
         self.server_learner = server_learner
+        # A simulated population the server knows from the data (``roster``, node -1): then the
+        # nodes are slots that play the devices of each round in turn, named in every message.
+        self.roster = None if roster is None else list(roster)
+        self.slots: list[int] = []
         self.arch = json.dumps(arch, sort_keys=True)
         shapes = {e.name: e.shape for e in layout.entries if e.trainable}
         omc = params.omc
@@ -78,15 +89,34 @@ class PartialVariableStrategy(Strategy):
         self._started = 0.0
 
     # --- registration and evaluation (outside the training rounds) ------------------------
+    def pool_config(self, client: int | None = None) -> dict[str, Any]:
+        """What every message tells a node about the population: how the client speakers' clips
+        are dealt to devices (``data.device_rows``), so that its partition id names a device;
+        to a slot node (``roster``), also which device it plays for this message."""
+        config: dict[str, Any] = {"population": self.p.population, "pool-seed": self.seed}
+        if self.slots and client is not None:
+            config["device"] = client
+        return config
+
+    def _placed(self, clients: list[Any]) -> list[Any]:
+        """ClientInfo/Assignment with their nodes: their own, or the slots in turn."""
+        if not self.slots:
+            return clients
+        return [replace(c, node=self.slots[i % len(self.slots)]) for i, c in enumerate(clients)]
+
     def register(self, grid: Grid, expected: int, timeout: float) -> list[ClientInfo]:
-        """Ask every connected node which client it is and how many clips it holds."""
+        """Ask every connected node which client it is and how many clips it holds; with a
+        ``roster``, wait for the ``expected`` slot nodes and take the devices from it."""
         deadline = time.monotonic() + timeout
         while len(list(grid.get_node_ids())) < expected and time.monotonic() < deadline:
             time.sleep(0.2)
         nodes = sorted(grid.get_node_ids())
+        if self.roster is not None:
+            self.slots, self.clients = nodes, self.roster
+            return self.clients
         messages = [
             Message(
-                RecordDict({P.CONFIG: ConfigRecord()}),
+                RecordDict({P.CONFIG: ConfigRecord(self.pool_config())}),
                 dst_node_id=n,
                 message_type=MessageType.QUERY,
             )
@@ -121,13 +151,15 @@ class PartialVariableStrategy(Strategy):
         return out
 
     def federated_evaluate(self, grid: Grid, arrays: ArrayRecord) -> tuple[int, int, int]:
-        """(correct, clips, clients reporting) over every registered client's test clips."""
+        """(correct, clips, clients reporting) over the test clips of every registered client
+        that holds some, or of a seeded sample of ``finetune.federated_eval_clients`` of them."""
         model, layout = encode_payload(self.download(arrays_to_numpy(arrays)), self.layout)
-        config = ConfigRecord({"arch": self.arch})
+        evaluators = sample_evaluators(self.clients, self.p.federated_eval_clients, self.seed)
         messages = [
-            Message(RecordDict({P.MODEL: model, P.LAYOUT: layout, P.CONFIG: config}),
+            Message(RecordDict({P.MODEL: model, P.LAYOUT: layout, P.CONFIG: ConfigRecord(
+                        {"arch": self.arch, **self.pool_config(c.client)})}),
                     dst_node_id=c.node, message_type=MessageType.EVALUATE)
-            for c in self.clients if c.num_test > 0
+            for c in self._placed(evaluators)
         ]  # fmt: skip
         correct = total = reporting = 0
         for reply in grid.send_and_receive(messages, timeout=self.p.round_timeout_s):
@@ -148,7 +180,7 @@ class PartialVariableStrategy(Strategy):
         self._sent = float_values(download)
         self._scale = model_rms(self._sent, self.layout.variables)
         model, layout = encode_payload(download, self.layout)
-        plan = plan_round(self.clients, self.p, self.layout, self.seed, server_round)
+        plan = self._placed(plan_round(self.clients, self.p, self.layout, self.seed, server_round))
         report = self.reports[server_round] = RoundReport.planned(server_round, plan)
         measure = probes_memory(server_round, self.p.memory_probe_every)
         names = self.layout.names
@@ -161,7 +193,7 @@ class PartialVariableStrategy(Strategy):
                  "lr": self.p.client_lr, "seed": a.seed,
                  "stochastic-rounding": self.p.omc.stochastic_rounding,
                  "transform": self.p.omc.transform, "measure-memory": measure, "fault": a.fault,
-                 "fault-sleep-s": self.p.round_timeout_s + 2.0}
+                 "fault-sleep-s": self.p.round_timeout_s + 2.0, **self.pool_config(a.client)}
             )  # fmt: skip
             content = RecordDict({P.MODEL: model, P.LAYOUT: layout, P.CONFIG: cfg})
             report.bytes_down.append(payload_bytes(content))

@@ -47,7 +47,7 @@ class Federation:
     """Three real client nodes (partitions 0-2 of a tiny prepared dataset) and the server side:
     the smoke configuration with PVT on (random variables per client round) and OMC."""
 
-    def __init__(self, prepared: Path, start: Path, **finetune) -> None:
+    def __init__(self, prepared: Path, start: Path, nodes: int = CLIENTS, **finetune) -> None:
         self.prepared = prepared
         net, payload = load_subnet_file(start)
         self.arch, self.layout = payload["config"], ModelLayout.from_model(net)
@@ -57,11 +57,11 @@ class Federation:
         pvt = smoke.pvt.model_copy(update={"strategy": "random"})
         omc = smoke.omc.model_copy(update={"enabled": True})
         self.params = smoke.model_copy(update={"pvt": pvt, "omc": omc, **finetune})
-        self.pool = ClientPool(self.prepared)
+        self.pool = ClientPool(self.prepared, self.params.population, SEED)
         self.app = make_client_app(str(self.prepared))
         self.contexts = {
             100 + k: Context(1, 100 + k, {"partition-id": k}, RecordDict(), {})
-            for k in range(CLIENTS)
+            for k in range(nodes)
         }
         self.grid = FakeGrid({n: self.node(n) for n in self.contexts})
         self.strategy = PartialVariableStrategy(self.params, self.arch, self.layout, SEED)
