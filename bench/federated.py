@@ -23,6 +23,8 @@ per minute.
 - ``--participation 40x20`` adds FedAvg, FedAdam and PVT rows at that many clients per round and
   local steps (the participation PVT needs to match FedAvg, docs/benchmarks.md).
 
+The JSON is rewritten after every run (a long bench that stops keeps what it measured).
+
     python -m bench.federated [--params params.yaml] [--seeds 1234,1,2] [--rounds N]
         [--only TEXT ...] [--participation 40x20 ...]
         [--init PATH | --from-supernet 32,16,32,64,32,64]
@@ -112,8 +114,7 @@ def rows_spec(params: Params, participation: list[tuple[int, int]]) -> list[tupl
         more = {"clients_per_round": clients, "local_steps": local}
         rows += [
             (f"FedAvg, {clients} clients x {local} steps", {**fp32, **avg, **more}),
-            (f"FedAvg + server learning, {clients} clients x {local} steps",
-             {**fp32, **avg, **sl, **more}),
+            (f"FedAdam, {clients} clients x {local} steps", {**fp32, **adam, **more}),
             (f"PVT {frac}, min_depth 0.5 (FedAdam), {clients} clients x {local} steps",
              {**fp32, **adam, **pvt, "pvt.min_depth": 0.5, **more}),
         ]  # fmt: skip
@@ -170,6 +171,26 @@ def main() -> None:
     classes = [*params.prepare.keywords, "_unknown_", "_silence_"]
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _ in spec}
     started = time.perf_counter()
+    name = args.name or ("federated_partial" if args.only else "federated")
+    start_figures: dict[str, Any] = {}
+
+    def record() -> Path:
+        """Write what has been measured so far (every run's figures, the means per row)."""
+        done = {label: rs for label, rs in runs.items() if rs}
+        summary = {label: {k: statistics.fmean(float(r["metrics"][k]) for r in rs)
+                           for k, _, _ in COLUMNS} for label, rs in done.items()}  # fmt: skip
+        settings = {
+            "rounds": params.finetune.rounds if args.rounds is None else args.rounds,
+            "seeds": seeds,
+            "init": start_figures.get("init"),
+            "start": start_figures.get("start"),
+            "stage_default": stage_default(params),
+            "finetune": params.finetune.model_dump(),
+            "minutes": round((time.perf_counter() - started) / 60, 1),
+            "complete": all(len(rs) == len(seeds) for rs in runs.values()),
+        }
+        return save(name, {"settings": settings, "summary": summary, "runs": done})
+
     with tempfile.TemporaryDirectory(prefix="bench-federated-") as tmp:
         top: dict[str, Any] = {"rounds": args.rounds} if args.rounds else {}
         top.update(start_model(params, args.from_supernet, args.init, Path(tmp)))
@@ -178,6 +199,7 @@ def main() -> None:
         real_x, real_labels, _ = real_voice_set(params, Path(tmp) / "real_voices")
         start = load_subnet(Path(top.get("init", params.paths.searched)))
         before = real_voice_scores(predictions(start, real_x), real_labels, classes)
+        start_figures["init"] = init_label
         for seed in seeds:
             for label, changes in spec:
                 out = Path(tmp) / "final.pt"
@@ -189,6 +211,12 @@ def main() -> None:
                 m["client_peak_train_mem_mb"] = m["client_peak_train_mem_bytes"] / 1e6
                 m |= real_voice_scores(predictions(load_subnet(out), real_x), real_labels, classes)
                 runs[label].append({"seed": seed, "changes": changes, "metrics": m})
+                start_figures["start"] = {
+                    "client_test_acc": m["acc_before"],
+                    "server_test_acc": m["server_test_acc_before"],
+                    **before,
+                }
+                record()
                 print(f"  client {m['acc_before']:.1f} -> {m['acc_after']:.1f}, server "
                       f"{m['server_test_acc_before']:.1f} -> {m['server_test_acc_after']:.1f}, "
                       f"real non-keywords {before['real_voice_unknown_pct']:.1f} -> "
@@ -205,23 +233,7 @@ def main() -> None:
         rows.append([label, *[mean_spread([float(m[k]) for m in ms], f) for k, _, f in COLUMNS]])
     print(f"\nseeds {seeds}; {first['rounds']} rounds; mean ± stdev")
     print(table(["method", *[h for _, h, _ in COLUMNS]], rows))
-    summary = {
-        label: {k: statistics.fmean(float(r["metrics"][k]) for r in runs[label])
-                for k, _, _ in COLUMNS}
-        for label, _ in spec
-    }  # fmt: skip
-    settings = {
-        "rounds": first["rounds"],
-        "seeds": seeds,
-        "init": init_label,
-        "start": {"client_test_acc": first["acc_before"],
-                  "server_test_acc": first["server_test_acc_before"], **before},
-        "stage_default": stage_default(params),
-        "finetune": params.finetune.model_dump(),
-        "minutes": round((time.perf_counter() - started) / 60, 1),
-    }  # fmt: skip
-    name = args.name or ("federated_partial" if args.only else "federated")
-    print(f"written {save(name, {'settings': settings, 'summary': summary, 'runs': runs})}")
+    print(f"written {record()}")
 
 
 if __name__ == "__main__":

@@ -267,7 +267,7 @@ class ServerLearningParams(Section):
     server takes SGD steps of its own on the server pool's training clips (the data the super-
     network learned from), so fitting the clients' voices does not erase the rest."""
 
-    steps: Annotated[int, Field(ge=0)] = 10  # 0 = off (plain FedAvg / FedAdam)
+    steps: Annotated[int, Field(ge=0)] = 20  # 0 = off (plain FedAvg / FedAdam)
     batch_size: Annotated[int, Field(ge=1)] = 32
     lr: Annotated[float, Field(gt=0.0)] = 0.05  # plain SGD, as the clients
 

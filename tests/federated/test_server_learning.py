@@ -96,6 +96,7 @@ class NoServerClips:
 def test_the_stage_learner_is_off_at_zero_steps_and_names_the_key_without_clips():
     off = Params.model_validate({"finetune": {"server_learning": {"steps": 0}}})
     assert server_learner(off, NoServerClips(), Path("data/prepared"), ARCH) is None  # type: ignore[arg-type]
+    on = Params.model_validate({"finetune": {"server_learning": {"steps": 10}}})
     with pytest.raises(CorpusError, match=r"data/prepared: finetune.server_learning.steps=10 "
                        r"needs the server pool's training clips"):  # fmt: skip
-        server_learner(Params(), NoServerClips(), Path("data/prepared"), ARCH)  # type: ignore[arg-type]
+        server_learner(on, NoServerClips(), Path("data/prepared"), ARCH)  # type: ignore[arg-type]

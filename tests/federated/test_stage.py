@@ -68,7 +68,7 @@ def test_the_stage_in_process_writes_the_final_model_and_its_figures(tmp_path, m
     assert m["federated_eval_clients_before"] == m["federated_eval_clients_after"] == 2
     # the default sends every variable in float32, as FedAvg (its metrics record differs a little)
     assert 0.98 <= m["upload_reduction_x"] <= 1.02
-    assert m["server_learning_steps"] == 2 * params.finetune.server_learning.steps == 20
+    assert m["server_learning_steps"] == 2 * params.finetune.server_learning.steps == 40
     assert rounds == [0, 1, 2] and [h["round"] for h in result.history] == [0.0, 1.0, 2.0]
     assert [h.get("accepted") for h in result.history] == [None, 2.0, 2.0]
     assert result.reasons == []
