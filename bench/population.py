@@ -34,6 +34,7 @@ at ``--real-per-round`` per round, same rounds and everything else, over ``--see
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import resource
@@ -172,7 +173,7 @@ def main() -> None:
     parser.add_argument("--real-rounds", type=int, default=None)
     parser.add_argument("--seeds", default="1234,1,2")
     parser.add_argument("--name", default="population", help="results file name")
-    parser.add_argument("--worker", default=None, help=argparse_hidden())
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print("RESULT " + json.dumps(worker(json.loads(args.worker))), flush=True)
@@ -253,12 +254,6 @@ def main() -> None:
                 "speakers": SPEAKERS, "real": args.real, "real_per_round": args.real_per_round,
                 "minutes": round((time.perf_counter() - started) / 60, 1)}  # fmt: skip
     print(f"written {save(args.name, {'settings': settings, 'system': system, 'real': real})}")
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
