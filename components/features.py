@@ -68,8 +68,8 @@ class LogMelFrontend(nn.Module):
 
 
 def num_frames(cfg: FeatureParams) -> int:
-    """Frames per clip for a centered STFT."""
-    return cfg.clip_samples // cfg.hop_length + 1
+    """Frames per clip for a centered STFT (``n_fft // 2`` samples of padding on each side)."""
+    return (cfg.clip_samples + 2 * (cfg.n_fft // 2) - cfg.n_fft) // cfg.hop_length + 1
 
 
 @torch.no_grad()

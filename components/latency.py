@@ -9,11 +9,9 @@ a shared machine does not), and refuses only when a bounded time was not enough.
 
 from __future__ import annotations
 
-import io
 import math
 import statistics
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -157,22 +155,6 @@ def median_interval(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]
     half = z * math.sqrt(n) / 2
     lo, hi = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half))
     return float(s[lo]), float(s[hi])
-
-
-def onnx_bytes(model: Any, example: tuple[Any, ...], opset: int = 18) -> bytes:
-    """Serialize a torch module to ONNX in memory (TorchScript exporter: ~0.1 s for a subnet,
-    versus ~2 s with dynamo; the export stage uses dynamo for the shipped graph)."""
-    import torch
-
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            model.eval(), example, buf,  # type: ignore[arg-type]  # file objects work
-            dynamo=False, opset_version=opset,
-            input_names=["input"], output_names=["output"],
-        )  # fmt: skip
-    return buf.getvalue()
 
 
 def session(model: bytes | str | Path, profile: DeviceProfile) -> Any:

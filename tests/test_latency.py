@@ -16,16 +16,15 @@ from components.latency import (
     load_profile,
     measure,
     median_interval,
-    onnx_bytes,
     time_interleaved,
 )
-from tests.helpers.search import QUICK
+from tests.helpers.search import QUICK, onnx_bytes
 
 
 def test_profiles_registry_and_errors(tmp_path: Path) -> None:
     profile = load_profile("cpu-1thread")
-    assert profile.threads == 1 and profile.budget.fraction == 0.5
-    assert profile.budget.resolve(2.0) == 1.0
+    assert profile.threads == 1 and profile.budget.fraction == 0.85
+    assert profile.budget.resolve(2.0) == 1.7
     with pytest.raises(ConfigError, match=r"unknown device profile 'pixel9'.*cpu-1thread"):
         load_profile("pixel9")
     bad = tmp_path / "bad.yaml"

@@ -31,7 +31,6 @@ from components.data.splits import CLIENT, SERVER, TEST, TRAIN
 from components.errors import EdgelearnError
 from components.export import bundle as bundle_files
 from components.export.detection import measure_detection
-from components.export.frontend import ConvLogMelFrontend
 from components.export.gates import (
     Int8Decision,
     check_parity,
@@ -39,7 +38,7 @@ from components.export.gates import (
     refused,
     require_int8,
 )
-from components.export.graph import INPUT_NAME, OUTPUT_NAMES, AudioClassifier, export_onnx
+from components.export.graph import INPUT_NAME, OUTPUT_NAMES, AudioClassifier, device_graph
 from components.export.predict import Predictor
 from components.export.quantize import quantize_int8
 from components.export.real_voice import score_real_voices
@@ -118,8 +117,7 @@ def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResu
 
     # What PyTorch runs: the training frontend (torch.stft) and the trained network, unchanged.
     reference = AudioClassifier(LogMelFrontend(params.features), net).eval()
-    shipped = AudioClassifier(ConvLogMelFrontend(params.features), net).eval()
-    proto = export_onnx(shipped, params.features.clip_samples, p.opset)
+    proto = device_graph(net, params.features, p.opset)
 
     with atomic_dir(out_dir) as staging:
         bundle = staging / "bundle"

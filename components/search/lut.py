@@ -1,4 +1,9 @@
-"""Per-layer latency lookup tables measured on the device.
+"""Per-layer latency lookup tables measured on the device, for the graph the device runs.
+
+Every network the table is measured from is the graph the export stage ships for that sub-network
+(``DeviceGraph``: raw audio in, class scores out, the device frontend, the same exporter and
+opset), so the table, the budget and every check are end-to-end figures: the frontend's and the
+engine's fixed costs are in ``base_ms``.
 
 With channel-level bypass connections every searchable layer keeps its input width (its dropped
 channels pass through), so a layer's latency depends only on its own width. The table therefore
@@ -6,11 +11,12 @@ holds, per layer and width, the latency that layer adds to the network, and pred
 
     latency(widths) = base_ms + sum_i layer_ms[i][widths[i]]
 
-where ``base_ms`` is the measured latency of the network with every searchable layer removed (stem,
-transitions, head and the engine's per-call overhead) and ``layer_ms[i][w]`` is the measured latency
-of the network with only layer ``i`` at width ``w`` minus ``base_ms``. Measuring each entry inside
-the network rather than as a lone operator keeps the per-call overhead out of the sum (it would be
-counted once per layer otherwise). Widths between measured grid points are linearly interpolated.
+where ``base_ms`` is the measured latency of the network with every searchable layer removed
+(frontend, stem, transitions, head and the engine's per-call overhead) and ``layer_ms[i][w]`` is
+the measured latency of the network with only layer ``i`` at width ``w`` minus ``base_ms``.
+Measuring each entry inside the network rather than as a lone operator keeps the per-call overhead
+out of the sum (it would be counted once per layer otherwise). Widths between measured grid points
+are linearly interpolated.
 """
 
 from __future__ import annotations
@@ -24,17 +30,56 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
+from components.config import FeatureParams
 from components.errors import ConfigError
+from components.export.graph import INPUT_NAME, device_graph
+from components.features import num_frames
 from components.io import write_json_atomic
-from components.latency import DeviceProfile, Latency, measure_many, onnx_bytes
+from components.latency import DeviceProfile, Latency, measure_many
 from components.model.space import SearchSpace
 from components.model.subnet import extract_subnet
 from components.model.supernet import SuperNet
 
 LUT_FORMAT = "edgelearn.lut/1"
-TABLE_METHOD = "in-network differences against the all-removed network, batch 1, interleaved"
+TABLE_METHOD = (
+    "in-network differences against the all-removed network, end to end (audio in, "
+    "scores out, the exported device graph), batch 1, interleaved"
+)
+
+
+@dataclass(frozen=True)
+class DeviceGraph:
+    """What is timed for a sub-network: the graph the export stage ships for it (the device
+    frontend and the network, exported by ``components.export.graph.export_onnx``: the dynamo
+    exporter at ``opset``), fed one clip of silence at batch 1."""
+
+    features: FeatureParams
+    opset: int
+
+    @property
+    def input_name(self) -> str:
+        return INPUT_NAME
+
+    @property
+    def input_shape(self) -> list[int]:
+        return [1, self.features.clip_samples]
+
+    def feed(self) -> dict[str, np.ndarray]:
+        return {self.input_name: np.zeros(self.input_shape, dtype=np.float32)}
+
+    def check(self, space: SearchSpace) -> None:
+        """Refuse features that do not make the super-network's input."""
+        shape = (self.features.n_mels, num_frames(self.features))
+        if shape != (space.n_mels, space.frames):
+            raise ConfigError(
+                f"features: make {shape[0]} mels x {shape[1]} frames, the super-network takes "
+                f"{space.n_mels} x {space.frames}; use the features it was trained on"
+            )
+
+    def onnx(self, net: SuperNet, widths: Sequence[int]) -> bytes:
+        sub = extract_subnet(net, list(widths)).eval()
+        return device_graph(sub, self.features, self.opset).SerializeToString()
 
 
 @dataclass
@@ -210,31 +255,27 @@ def table_from_medians(
     return LatencyTable(space, device, base, layer_ms, grids, {**(info or {}), **full})
 
 
-def example_input(space: SearchSpace) -> torch.Tensor:
-    """The batch-1 input every latency graph is exported with (input name ``input``)."""
-    return torch.zeros(1, space.n_mels, space.frames)
-
-
-def subnet_onnx(net: SuperNet, widths: Sequence[int]) -> bytes:
-    """The ONNX graph of the sub-network ``widths`` of ``net``, as the latency table times it."""
-    return onnx_bytes(extract_subnet(net, list(widths)).eval(), (example_input(net.space),))
-
-
 def network_latencies(
     net: SuperNet,
     archs: Sequence[Sequence[int]],
     profile: DeviceProfile,
+    graph: DeviceGraph,
     measurer: Measurer = measure_many,
     progress: Callable[[int, int], None] | None = None,
+    exported: dict[str, bytes] | None = None,
 ) -> list[Latency]:
-    """Measure sub-networks of ``net`` (extracted, exported to ONNX) at batch 1, interleaved so
-    that figures which will be compared or subtracted share the machine's conditions."""
-    feed = {"input": example_input(net.space).numpy()}
+    """Measure sub-networks of ``net`` (their device graphs) at batch 1, interleaved so that
+    figures which will be compared or subtracted share the machine's conditions. ``exported``
+    keeps the graphs of ``net`` already exported (by ``widths_key``) across calls."""
+    feed = graph.feed()
+    exported = {} if exported is None else exported
     models: dict[str, tuple[bytes, dict[str, np.ndarray]]] = {}
     for widths in archs:
         key = widths_key(widths)
         if key not in models:
-            models[key] = (subnet_onnx(net, widths), feed)
+            if key not in exported:
+                exported[key] = graph.onnx(net, widths)
+            models[key] = (exported[key], feed)
         if progress is not None:
             progress(len(models), len(archs) + 1)
     latencies = measurer(models, profile)
@@ -244,37 +285,42 @@ def network_latencies(
 
 
 def network_latency(
-    net: SuperNet, widths: Sequence[int], profile: DeviceProfile, measurer: Measurer = measure_many
-) -> Latency:
+    net: SuperNet, widths: Sequence[int], profile: DeviceProfile, graph: DeviceGraph,
+    measurer: Measurer = measure_many,
+) -> Latency:  # fmt: skip
     """Measure one sub-network of ``net`` at batch 1."""
-    return network_latencies(net, [widths], profile, measurer)[0]
+    return network_latencies(net, [widths], profile, graph, measurer)[0]
 
 
 def build_table(
     net: SuperNet,
     profile: DeviceProfile,
+    graph: DeviceGraph,
     width_stride: int = 1,
     measurer: Measurer = measure_many,
     progress: Callable[[int, int], None] | None = None,
 ) -> LatencyTable:
     """Measure the table on this machine: the base network, each layer at each grid width and the
     full network (``info["full_ms"]``), all in one interleaved measurement."""
-    return build_table_with(net, profile, (), width_stride, measurer, progress)[0]
+    return build_table_with(net, profile, graph, (), width_stride, measurer, progress)[0]
 
 
 def build_table_with(
     net: SuperNet,
     profile: DeviceProfile,
+    graph: DeviceGraph,
     extra: Sequence[Sequence[int]],
     width_stride: int = 1,
     measurer: Measurer = measure_many,
     progress: Callable[[int, int], None] | None = None,
+    exported: dict[str, bytes] | None = None,
 ) -> tuple[LatencyTable, list[Latency]]:
     """``build_table``, with the ``extra`` whole networks measured in the same interleaved
     measurement (so the table and those figures share the machine's conditions)."""
     entries = table_entries(net.space, width_stride)
     archs = [list(e.widths) for e in entries]
-    latencies = network_latencies(net, [*archs, *extra], profile, measurer, progress)
+    latencies = network_latencies(net, [*archs, *extra], profile, graph, measurer, progress,
+                                  exported)  # fmt: skip
     medians = {
         e.key: lat.median_ms for e, lat in zip(entries, latencies[: len(archs)], strict=True)
     }
@@ -284,6 +330,8 @@ def build_table_with(
         "machine": platform.machine(),
         "processor": platform.processor(),
         "method": TABLE_METHOD,
-    }
+        "graph": {"input": graph.input_name, "input_shape": graph.input_shape,
+                  "opset": graph.opset, "exporter": "torch.onnx dynamo"},
+    }  # fmt: skip
     table = table_from_medians(net.space, profile.model_dump(), medians, width_stride, info)
     return table, latencies[len(archs) :]

@@ -21,6 +21,7 @@ from components.model.space import SearchSpace
 from components.model.supernet import SuperNet
 from components.progress import Progress, no_progress
 from components.search.lut import (
+    DeviceGraph,
     LatencyTable,
     build_table_with,
     network_latencies,
@@ -81,11 +82,14 @@ class LatencyMeasurer(Protocol):
 
 
 class OnnxRuntimeMeasurer:
-    """Sub-networks of ``net`` exported to ONNX and timed with ONNX Runtime on ``profile``."""
+    """Sub-networks of ``net`` as the device runs them (``graph``), timed with ONNX Runtime on
+    ``profile``; each graph is exported once."""
 
-    def __init__(self, net: SuperNet, profile: DeviceProfile, width_stride: int,
-                 quick_repeats: int) -> None:  # fmt: skip
+    def __init__(self, net: SuperNet, profile: DeviceProfile, graph: DeviceGraph,
+                 width_stride: int, quick_repeats: int) -> None:  # fmt: skip
         self.net, self.profile, self.width_stride = net, profile, width_stride
+        self.graph = graph
+        self.exported: dict[str, bytes] = {}
         # for the plot only: fewer samples and a looser precision than the careful checks
         self.quick = profile.model_copy(update={
             "repeats": quick_repeats, "min_seconds": 0.0,
@@ -98,8 +102,8 @@ class OnnxRuntimeMeasurer:
         self, archs: Sequence[Sequence[int]], progress: Progress = no_progress
     ) -> tuple[LatencyTable, list[Latency]]:
         return build_table_with(
-            self.net, self.profile, archs, width_stride=self.width_stride,
-            progress=lambda d, n: progress("latency table", d, n),
+            self.net, self.profile, self.graph, archs, width_stride=self.width_stride,
+            progress=lambda d, n: progress("latency table", d, n), exported=self.exported,
         )  # fmt: skip
 
     def latencies(
@@ -110,7 +114,8 @@ class OnnxRuntimeMeasurer:
         report = (lambda d, n: progress(phase, d, n)) if phase else None
         *lats, low, high = network_latencies(
             self.net, [*archs, space.smallest(), space.largest()],
-            self.quick if quick else self.profile, progress=report,
+            self.quick if quick else self.profile, self.graph, progress=report,
+            exported=self.exported,
         )  # fmt: skip
         return run_latencies(lut, [lat.median_ms for lat in lats], low.median_ms, high.median_ms)
 

@@ -26,14 +26,13 @@ from components.model.supernet import SuperNet
 from components.search.lut import (
     LUT_FORMAT,
     TABLE_METHOD,
+    DeviceGraph,
     measurement_grids,
-    subnet_onnx,
     table_entries,
 )
 from components.search.probe_measure import PROBE_FORMAT
 
 MEASURE_SCRIPT = Path(__file__).with_name("probe_measure.py")
-INPUT_NAME = "input"  # the name ``components.latency.onnx_bytes`` gives the graphs' input
 
 README = """\
 edgelearn latency probe: measures this device's latency table for the architecture search.
@@ -47,7 +46,9 @@ params.yaml, and run `dvc repro`. probe.json says what is measured and how.
 """
 
 
-def probe_manifest(space: SearchSpace, profile: DeviceProfile, width_stride: int) -> dict[str, Any]:
+def probe_manifest(
+    space: SearchSpace, profile: DeviceProfile, graph: DeviceGraph, width_stride: int
+) -> dict[str, Any]:
     """``probe.json`` without the graphs' checksums: every table entry, with the file its
     graph is in (entries with the same widths share one), and what the device script needs to
     time them and assemble the table."""
@@ -68,11 +69,8 @@ def probe_manifest(space: SearchSpace, profile: DeviceProfile, width_stride: int
         "space": space.to_dict(),
         "device": profile.model_dump(),
         "width_stride": width_stride,
-        "input": {
-            "name": INPUT_NAME,
-            "shape": [1, space.n_mels, space.frames],
-            "dtype": "float32",
-        },
+        "input": {"name": graph.input_name, "shape": graph.input_shape, "dtype": "float32"},
+        "graph": {"opset": graph.opset, "features": graph.features.model_dump()},
         "layers": [
             {"layer": i, "channels": c, "choices": space.width_choices(i), "grid": grids[i]}
             for i, c in enumerate(space.layer_channels)
@@ -82,21 +80,23 @@ def probe_manifest(space: SearchSpace, profile: DeviceProfile, width_stride: int
 
 
 def export_probe(
-    net: SuperNet, profile: DeviceProfile, out_dir: Path, width_stride: int = 1
-) -> dict[str, Any]:
+    net: SuperNet, profile: DeviceProfile, graph: DeviceGraph, out_dir: Path,
+    width_stride: int = 1,
+) -> dict[str, Any]:  # fmt: skip
     """Write the probe folder ``out_dir`` whole (it replaces an older one only once complete)
     and return its ``probe.json``."""
     out_dir = Path(out_dir).resolve()
     check_replaceable(out_dir)
-    manifest = probe_manifest(net.space, profile, width_stride)
+    graph.check(net.space)
+    manifest = probe_manifest(net.space, profile, graph, width_stride)
     with atomic_dir(out_dir) as tmp:
         (tmp / "models").mkdir()
         checksums: dict[str, str] = {}
         for entry in manifest["entries"]:
             if entry["file"] not in checksums:
-                graph = subnet_onnx(net, entry["widths"])
-                (tmp / entry["file"]).write_bytes(graph)
-                checksums[entry["file"]] = hashlib.sha256(graph).hexdigest()
+                onnx = graph.onnx(net, entry["widths"])
+                (tmp / entry["file"]).write_bytes(onnx)
+                checksums[entry["file"]] = hashlib.sha256(onnx).hexdigest()
         manifest["files"] = checksums
         write_json_atomic(tmp / "probe.json", manifest)
         shutil.copyfile(MEASURE_SCRIPT, tmp / "measure.py")
@@ -118,8 +118,10 @@ def export_from_params(
     width_stride: int | None = None, workdir: Path = Path("."),
 ) -> dict[str, Any]:  # fmt: skip
     """The probe of the workspace's super-network (``paths.supernet``) with ``search.profile``'s
-    timing settings and ``search.lut_width_stride`` unless given."""
+    timing settings and ``search.lut_width_stride`` unless given; the graphs are the ones the
+    export stage would ship (``features``, ``export.opset``)."""
     profile = load_profile(profile_name or params.search.profile)
     net, _ = load_supernet_file(workdir / params.paths.supernet)
     stride = width_stride or params.search.lut_width_stride
-    return export_probe(net, profile, out_dir, stride)
+    graph = DeviceGraph(params.features, params.export.opset)
+    return export_probe(net, profile, graph, out_dir, stride)

@@ -36,7 +36,7 @@ from components.model.supernet import SuperNet
 from components.progress import Progress, no_progress
 from components.search import report
 from components.search.figures import pareto_figure
-from components.search.lut import LatencyTable
+from components.search.lut import DeviceGraph, LatencyTable
 from components.search.mcd import (
     CachedEvaluator,
     Candidate,
@@ -210,10 +210,12 @@ def run(
     net, space = inputs.net, inputs.net.space
     profile = load_profile(s.profile)
     choices = [space.width_choices(i) for i in range(space.num_layers)]
+    graph = DeviceGraph(params.features, params.export.opset)  # what the export stage ships
+    graph.check(space)
     on_device = s.lut_import is None
     measure: LatencyMeasurer | None = None
     if on_device:
-        measure = measurer or OnnxRuntimeMeasurer(net, profile, s.lut_width_stride,
+        measure = measurer or OnnxRuntimeMeasurer(net, profile, graph, s.lut_width_stride,
                                                   s.pareto_repeats)  # fmt: skip
 
     # 1. the latency table (checked against whole networks measured with it) and the budget

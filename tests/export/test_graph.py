@@ -9,23 +9,41 @@ import torch
 
 from components.config import FeatureParams
 from components.errors import EdgelearnError
-from components.export.frontend import ConvLogMelFrontend, windowed_dft_basis
+from components.export.frontend import ConvLogMelFrontend, factorization, windowed_dft_basis
 from components.export.graph import OUTPUT_NAMES, check_graph
 from components.export.stage import Parity, check_parity
 from components.export.verify import ort_session
-from components.features import LogMelFrontend
+from components.features import LogMelFrontend, num_frames
 
 
-def test_frontend_matches_training_frontend_in_torch():
-    cfg = FeatureParams()
+@pytest.mark.parametrize(
+    ("n_fft", "hop", "split"),
+    [(480, 160, (24, 20)), (400, 160, (20, 20)), (512, 128, (32, 16)), (480, 150, (16, 30)),
+     (479, 160, None)],  # a prime window: one convolution
+)  # fmt: skip
+@pytest.mark.parametrize("factorize", [True, False])
+def test_frontend_matches_training_frontend_in_torch(n_fft, hop, split, factorize):
+    cfg = FeatureParams(n_fft=n_fft, hop_length=hop)
     g = torch.Generator().manual_seed(0)
     audio = 0.1 * torch.randn(4, cfg.clip_samples, generator=g)
     audio[1] *= 1e-3  # a quiet clip: log of small powers amplifies rounding
+    frontend = ConvLogMelFrontend(cfg, factorize=factorize)
+    assert (frontend.n1, frontend.n2) == (split if factorize and split else (0, 0))
     with torch.no_grad():
-        ours, training = ConvLogMelFrontend(cfg)(audio), LogMelFrontend(cfg)(audio)
-    assert ours.shape == training.shape == (4, cfg.n_mels, 101)
+        ours, training = frontend(audio), LogMelFrontend(cfg)(audio)
+    assert ours.shape == training.shape == (4, cfg.n_mels, num_frames(cfg))
     assert float((ours - training).abs().max()) < 2e-3
     assert float((ours - training).abs().mean()) < 1e-5
+
+
+def test_factorization_picks_the_cheapest_split():
+    # 229 bins of a 480-point window at a 160 hop: N2 must divide gcd(480, 160) = 160;
+    # multiply-adds per frame 2*480*N1 + 4*N2*N1*ceil(229/N1): (24, 20) needs 42,240
+    assert factorization(480, 160, 229) == (24, 20)
+    assert factorization(479, 160, 229) is None  # no common divisor
+    assert factorization(480, 7, 229) is None
+    # a split that costs more than the one convolution (2 * bins * n_fft) is not taken
+    assert factorization(480, 160, 3) is None
 
 
 def test_dft_basis_is_the_windowed_dft():

@@ -4,14 +4,20 @@ table, and the stage's inputs (a small super-network checkpoint and the toy prep
 from __future__ import annotations
 
 import copy
+import io
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import torch
 
 from components.latency import DeviceProfile, Latency
 from components.model.checkpoint import save_supernet
 from components.model.space import SearchSpace
+from components.model.subnet import extract_subnet
+from components.model.supernet import SuperNet
 from components.progress import Progress, no_progress
-from components.search.lut import LatencyTable
+from components.search.lut import DeviceGraph, LatencyTable
 from components.search.measure import RunLatency, run_latencies
 from tests.helpers.spaces import STAGE_SPACE, randomized_supernet
 from tests.helpers.toy_data import write_prepared
@@ -19,6 +25,33 @@ from tests.helpers.toy_data import write_prepared
 # Timing in tests only has to run: few samples, a loose precision, a busy machine no error.
 QUICK = DeviceProfile(name="test", warmup=2, repeats=10, min_sample_ms=0.2, precision=0.5,
                       max_seconds=5.0, max_uncertainty=0.9)  # fmt: skip
+
+
+def onnx_bytes(model: torch.nn.Module, example: tuple[torch.Tensor, ...], opset: int = 18) -> bytes:
+    """A module as ONNX in memory with the TorchScript exporter (~0.1 s, the dynamo exporter
+    the device graphs use takes ~2 s): for tests that need a model to time, not the device's."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), example, buf, dynamo=False, opset_version=opset,
+                          input_names=["input"], output_names=["output"])  # fmt: skip
+    return buf.getvalue()
+
+
+class BackboneGraph(DeviceGraph):
+    """For tests whose device is a stub that never runs the graphs: the sub-network alone on
+    log-mel input, TorchScript-exported. The real ``DeviceGraph`` (exported end to end as the
+    export stage ships it) is tested on its own in tests/search/test_lut.py."""
+
+    @property
+    def input_name(self) -> str:
+        return "input"
+
+    def onnx(self, net: SuperNet, widths: Sequence[int]) -> bytes:
+        space = net.space
+        example = torch.zeros(1, space.n_mels, space.frames)
+        return onnx_bytes(extract_subnet(net, list(widths)).eval(), (example,))
+
 
 # STAGE_SPACE's device: 1 ms with both layers removed; layer 0 adds 1 ms per 8 channels, layer 1
 # 1.5 ms. The full network [16, 16] takes 6 ms.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from components.config import FeatureParams
 from components.model.space import SearchSpace, StageSpec
 from components.model.supernet import SuperNet
 
@@ -14,6 +15,8 @@ SMALL_SPACE = SearchSpace(stem_stride=(2, 4), stages=(StageSpec(16, 2, 1), Stage
 # Toy input (8 mels x 12 frames, 3 classes); three layers of 16 channels (widths 0, 8, 16).
 TINY_SPACE = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
                          stages=(StageSpec(16, 2, 1), StageSpec(16, 1, 2)))  # fmt: skip
+# The audio that makes TINY_SPACE's input: 8 mels x 12 frames of 10 ms (1,760 samples).
+TINY_FEATURES = FeatureParams(clip_samples=1760, n_mels=8)
 
 
 def randomized_supernet(seed: int = 0, space: SearchSpace = SMALL_SPACE) -> SuperNet:

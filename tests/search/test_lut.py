@@ -6,13 +6,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from components.errors import ConfigError
+from components.export.graph import device_graph
 from components.latency import Latency
 from components.model.space import SearchSpace, StageSpec
+from components.model.subnet import extract_subnet
 from components.model.supernet import SuperNet
 from components.search.lut import (
+    DeviceGraph,
     LatencyTable,
     build_table,
     build_table_with,
@@ -20,8 +24,12 @@ from components.search.lut import (
     measurement_grid,
     network_latency,
 )
-from tests.helpers.search import QUICK
+from tests.helpers.search import QUICK, BackboneGraph
+from tests.helpers.spaces import TINY_FEATURES, randomized_supernet
 from tests.helpers.spaces import TINY_SPACE as SPACE
+
+GRAPH = DeviceGraph(TINY_FEATURES, 18)
+STUB_GRAPH = BackboneGraph(TINY_FEATURES, 18)  # for a stub device: cheaper to export
 
 
 def test_grid_and_interpolation() -> None:
@@ -53,7 +61,7 @@ def test_build_table_recovers_an_additive_device_and_round_trips(tmp_path: Path)
     net = SuperNet(SPACE)
     measurer, seen = fake_measurer({0: 0.01, 1: 0.02, 2: 0.03}, base=0.5)
     steps = []
-    table = build_table(net, QUICK, 1, measurer, lambda d, n: steps.append((d, n)))
+    table = build_table(net, QUICK, STUB_GRAPH, 1, measurer, lambda d, n: steps.append((d, n)))
     assert len(seen) == 1 + 2 + 2 + 2 + 1 and steps[-1] == (9, 9)  # base, 3 layers x 2, full
     assert all(m[:4] != b"" for m in seen)  # real ONNX exports were timed
     assert table.base_ms == 0.5
@@ -73,7 +81,8 @@ def test_build_table_recovers_an_additive_device_and_round_trips(tmp_path: Path)
 
 def test_extra_networks_are_measured_with_the_table() -> None:
     measurer, seen = fake_measurer({0: 0.01, 1: 0.02, 2: 0.03}, base=0.5)
-    table, extra = build_table_with(SuperNet(SPACE), QUICK, [[8, 0, 16], [0, 0, 0]], 1, measurer)
+    table, extra = build_table_with(SuperNet(SPACE), QUICK, STUB_GRAPH, [[8, 0, 16], [0, 0, 0]], 1,
+                                    measurer)  # fmt: skip
     assert len(seen) == 1 + 2 + 2 + 2 + 1 + 1  # one measurement; the all-removed net once
     assert [m.median_ms for m in extra] == [pytest.approx(0.5 + 0.08 + 0.48), 0.5]
     assert table.predict([8, 0, 16]) == pytest.approx(extra[0].median_ms)
@@ -81,7 +90,7 @@ def test_extra_networks_are_measured_with_the_table() -> None:
 
 def test_import_refuses_a_table_for_another_space_or_a_broken_file(tmp_path: Path) -> None:
     measurer, _ = fake_measurer({0: 0.01, 1: 0.01, 2: 0.01}, base=0.1)
-    table = build_table(SuperNet(SPACE), QUICK, 1, measurer)
+    table = build_table(SuperNet(SPACE), QUICK, STUB_GRAPH, 1, measurer)
     path = tmp_path / "phone.json"
     table.save(path)
     other = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
@@ -102,5 +111,24 @@ def test_import_refuses_a_table_for_another_space_or_a_broken_file(tmp_path: Pat
 
 def test_network_latency_measures_an_extracted_subnet() -> None:
     net = SuperNet(SPACE).eval()
-    result = network_latency(net, [8, 0, 16], QUICK)
+    result = network_latency(net, [8, 0, 16], QUICK, GRAPH)
     assert np.isfinite(result.median_ms) and result.median_ms > 0
+
+
+def test_the_table_times_the_graph_the_export_stage_ships() -> None:
+    net = randomized_supernet(space=SPACE)
+    measurer, seen = fake_measurer({0: 0.01, 1: 0.02, 2: 0.03}, base=0.5)
+    network_latency(net, [8, 0, 16], QUICK, GRAPH, measurer)
+    shipped = device_graph(extract_subnet(net, [8, 0, 16]).eval(), TINY_FEATURES, 18)
+    timed = onnx.load_from_string(seen[0])
+    assert [n.op_type for n in timed.graph.node] == [n.op_type for n in shipped.graph.node]
+    assert timed.graph.input[0].name == "audio"  # raw audio in: the frontend is timed too
+    assert {o.domain: o.version for o in timed.opset_import}[""] == 18
+    assert seen[0] == shipped.SerializeToString()
+
+
+def test_features_that_do_not_make_the_networks_input_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"features: make 8 mels x 101 frames, the "
+                                          r"super-network takes 8 x 12"):  # fmt: skip
+        DeviceGraph(TINY_FEATURES.model_copy(update={"clip_samples": 16000}), 18).check(SPACE)
+    GRAPH.check(SPACE)

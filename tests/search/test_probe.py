@@ -19,12 +19,21 @@ from components.model.checkpoint import save_supernet
 from components.model.space import SearchSpace, StageSpec
 from components.model.supernet import SuperNet
 from components.search import probe_measure
-from components.search.lut import LatencyTable, build_table, table_entries, table_from_medians
+from components.search.lut import (
+    DeviceGraph,
+    LatencyTable,
+    build_table,
+    table_entries,
+    table_from_medians,
+)
 from components.search.probe import MEASURE_SCRIPT, export_probe, probe_manifest
 from flows.cli import USER_ERROR_EXIT, main
 from tests.helpers.search import QUICK
+from tests.helpers.spaces import TINY_FEATURES
 from tests.helpers.spaces import TINY_SPACE as SPACE
 from tests.helpers.torchless import no_torch_env
+
+GRAPH = DeviceGraph(TINY_FEATURES, 18)
 
 # Two layers, 32 and 16 channels in steps of 8: with width stride 2 layer 0 measures 8, 24 and 32
 # and interpolates 16.
@@ -35,7 +44,7 @@ STRIDED_SPACE = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 
 @pytest.fixture(scope="module")
 def probe_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("host") / "probe"
-    export_probe(SuperNet(SPACE).eval(), QUICK, out, width_stride=1)
+    export_probe(SuperNet(SPACE).eval(), QUICK, GRAPH, out, width_stride=1)
     return out
 
 
@@ -47,7 +56,8 @@ def test_the_probe_folder_holds_every_table_entry(probe_dir: Path) -> None:
     assert manifest["entries"][4] == {"key": "widths [0, 16, 0]", "role": "layer", "layer": 1,
                                       "width": 16, "widths": [0, 16, 0],
                                       "file": "models/4.onnx"}  # fmt: skip
-    assert manifest["input"] == {"name": "input", "shape": [1, 8, 12], "dtype": "float32"}
+    assert manifest["input"] == {"name": "audio", "shape": [1, 1760], "dtype": "float32"}
+    assert manifest["graph"] == {"opset": 18, "features": TINY_FEATURES.model_dump()}
     assert manifest["device"] == QUICK.model_dump()
     assert SearchSpace.from_dict(manifest["space"]) == SPACE
     assert sorted(p.name for p in probe_dir.iterdir()) == ["README.txt", "measure.py", "models",
@@ -59,7 +69,7 @@ def test_the_probe_folder_holds_every_table_entry(probe_dir: Path) -> None:
 def test_entries_with_the_same_widths_share_one_graph() -> None:
     one_layer = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
                             stages=(StageSpec(16, 1, 1),))  # fmt: skip
-    entries = probe_manifest(one_layer, QUICK, 1)["entries"]
+    entries = probe_manifest(one_layer, QUICK, GRAPH, 1)["entries"]
     assert [(e["role"], e["file"]) for e in entries] == [
         ("base", "models/0.onnx"), ("layer", "models/1.onnx"), ("layer", "models/2.onnx"),
         ("full", "models/2.onnx"),  # the full network is layer 0 at 16
@@ -73,7 +83,7 @@ def test_the_probe_graphs_are_the_graphs_the_table_times(probe_dir: Path) -> Non
         timed.update({key: model for key, (model, _feed) in models.items()})
         return {key: Latency(1.0, 1, 1, 1, 1, 10, 1, 1, 1, 0.0) for key in models}
 
-    build_table(SuperNet(SPACE).eval(), QUICK, 1, measurer)
+    build_table(SuperNet(SPACE).eval(), QUICK, GRAPH, 1, measurer)
     manifest = json.loads((probe_dir / "probe.json").read_text())
     assert {e["key"] for e in manifest["entries"]} == set(timed)
     for entry in manifest["entries"]:
@@ -87,7 +97,7 @@ def test_the_probe_graphs_are_the_graphs_the_table_times(probe_dir: Path) -> Non
 
 
 def test_the_device_assembles_the_table_as_the_host_does() -> None:
-    manifest = probe_manifest(STRIDED_SPACE, QUICK, 2)
+    manifest = probe_manifest(STRIDED_SPACE, QUICK, GRAPH, 2)
     assert [layer["grid"] for layer in manifest["layers"]] == [[8, 24, 32], [8, 16]]
     medians = {e["key"]: 1.0 + 0.1 * n for n, e in enumerate(manifest["entries"])}
     device = probe_measure.assemble_lut(manifest, medians, {"name": "phone"}, {"seconds": 3.0})
@@ -152,7 +162,7 @@ def test_measure_py_refuses_a_missing_malformed_or_damaged_probe(probe_dir, tmp_
     manifest.write_text(json.dumps(good))
     assert refused(bad, capsys).startswith(f"{manifest}: malformed probe (KeyError('file'))")
     good = json.loads((probe_dir / "probe.json").read_text())
-    manifest.write_text(json.dumps({**good, "input": {"name": "input", "shape": "1x8x12"}}))
+    manifest.write_text(json.dumps({**good, "input": {"name": "audio", "shape": "1x1760"}}))
     assert refused(bad, capsys).startswith(f"{manifest}: malformed probe (TypeError(\"'shape'")
 
     manifest.write_text(json.dumps(good))
@@ -185,7 +195,7 @@ def test_measure_py_imports_only_the_standard_library_numpy_and_onnxruntime() ->
 
 def test_cli_exports_the_workspace_supernet(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    Path("params.yaml").write_text("search:\n  profile: cpu-1thread-quick\n")
+    Path("params.yaml").write_text("search:\n  profile: cpu-1thread-quick\n")  # 40 x 101
     assert main(["probe", "export", "probe"]) == USER_ERROR_EXIT
     assert capsys.readouterr().err == (
         "edgelearn: error: models/supernet.ckpt: super-network checkpoint not found; run the "
@@ -194,6 +204,13 @@ def test_cli_exports_the_workspace_supernet(tmp_path, monkeypatch, capsys) -> No
     assert not Path("probe").exists()
 
     save_supernet(Path("models/supernet.ckpt"), SuperNet(SPACE))
+    assert main(["probe", "export", "probe"]) == USER_ERROR_EXIT
+    assert capsys.readouterr().err == (
+        "edgelearn: error: features: make 40 mels x 101 frames, the super-network takes 8 x 12; "
+        "use the features it was trained on\n"
+    )
+    Path("params.yaml").write_text("search:\n  profile: cpu-1thread-quick\n"
+                                   "features:\n  clip_samples: 1760\n  n_mels: 8\n")  # fmt: skip
     assert main(["probe", "export", "probe", "--width-stride", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("wrote probe/: 8 ONNX graphs for 8 latency-table entries (3 layers, "
