@@ -163,8 +163,9 @@ class StageParams(Section):
 
 def _default_stages() -> list[StageParams]:
     return [
-        StageParams(channels=32, blocks=3, stride=1),
-        StageParams(channels=64, blocks=3, stride=2),
+        StageParams(channels=16, blocks=4, stride=1),
+        StageParams(channels=32, blocks=4, stride=2),
+        StageParams(channels=48, blocks=4, stride=2),
     ]
 
 
@@ -172,8 +173,10 @@ class SupernetParams(Section):
     """NetAdaptV2 super-network: the search space and how it is trained."""
 
     stages: list[StageParams] = Field(default_factory=_default_stages)
+    block: Literal["inverted", "bypass"] = "inverted"  # searchable blocks (components/model)
+    expand: Annotated[int, Field(ge=1)] = 2  # inverted: the widest hidden width, x channels
     stem_stride: Pair = (2, 4)
-    width_step: Annotated[int, Field(gt=0)] = 8
+    width_step: Annotated[int, Field(gt=0)] = 16
     epochs: Annotated[int, Field(ge=1)] = 40
     batch_size: Annotated[int, Field(ge=1)] = 64
     lr: Annotated[float, Field(gt=0.0)] = 2e-2
@@ -190,7 +193,7 @@ class SupernetParams(Section):
     time_shift_max: Annotated[int, Field(ge=0)] = 8  # frames, circular
     recalibration_batches: Annotated[int, Field(ge=1)] = 8
     eval_subnets: Annotated[int, Field(ge=1)] = 5  # fixed random sub-networks, monitored
-    monitor_every: Annotated[int, Field(ge=1)] = 10  # epochs between scores (and the last one)
+    monitor_every: Annotated[int, Field(ge=1)] = 20  # epochs between scores (and the last one)
     report_subnets: Annotated[int, Field(ge=0)] = 8  # random sub-networks scored at the end
     accelerator: str = "cpu"  # Lightning: "gpu", "auto", ...
     devices: int | str = 1
@@ -226,7 +229,9 @@ class SearchParams(Section):
     netadapt_v1: bool = False  # also run the NetAdapt v1 baseline (slow; bench/search.py does)
     v1_step_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.025  # NetAdapt's schedule
     v1_finetune_steps: Annotated[int, Field(ge=0)] = 40  # short-term fine-tune per v1 proposal
-    pareto_repeats: Annotated[int, Field(ge=5)] = 40  # quicker timing of every candidate (plot)
+    # quicker timing of every candidate for the plot; 0 = the plot shows the table's predictions
+    # (each timed candidate is one more device graph to export, ~2 s)
+    pareto_repeats: Annotated[int, Field(ge=0)] = 0
     max_measure_rounds: Annotated[int, Field(ge=1)] = 3  # re-search if the measured figure fails
     train_epochs: Annotated[int, Field(ge=1)] = 20  # training of the discovered network
     train_baselines: bool = True  # train the uniform and random winners the same way

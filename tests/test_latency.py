@@ -23,8 +23,8 @@ from tests.helpers.search import QUICK, onnx_bytes
 
 def test_profiles_registry_and_errors(tmp_path: Path) -> None:
     profile = load_profile("cpu-1thread")
-    assert profile.threads == 1 and profile.budget.fraction == 0.85
-    assert profile.budget.resolve(2.0) == 1.7
+    assert profile.threads == 1 and profile.budget.fraction == 0.75
+    assert profile.budget.resolve(2.0) == 1.5
     with pytest.raises(ConfigError, match=r"unknown device profile 'pixel9'.*cpu-1thread"):
         load_profile("pixel9")
     bad = tmp_path / "bad.yaml"

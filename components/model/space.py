@@ -1,9 +1,18 @@
 """The search space: a JSON-serializable description of the network family and its sub-networks.
 
-The family is a depthwise-separable CNN over log-mel input (DS-CNN, Zhang et al. 2017) in stages.
-Within a stage every block keeps the stage's channel count, so each block can carry NetAdaptV2's
-channel-level bypass: a block's *width* is how many of its output channels it computes, the rest
-pass their input through, and width 0 removes the block (depth is searched as width).
+The network works on log-mel input in stages; within a stage every searchable block keeps the
+stage's channel count, and a block's *width* of 0 removes it (NetAdaptV2's depth searched as
+width). Two block families (``block``):
+
+- ``inverted`` (the default): MobileNetV2's inverted residual, ``x + project(dw(expand(x)))``,
+  whose *hidden* width is searched, up to ``expand`` times the stage's channels. Every operation
+  of the block shrinks with the width, and width 0 leaves the residual alone (the identity), with
+  no slice or concatenation: a block's latency falls with its width.
+- ``bypass``: a depthwise-separable block (DS-CNN, Zhang et al. 2017) with NetAdaptV2's
+  channel-level bypass: the width is how many of its output channels it computes, the rest pass
+  their input through. Kept for comparison: its depthwise conv runs at full width whatever the
+  width, and a partial width adds a slice and a concatenation, so partial widths measure slower
+  than the full block on ONNX Runtime (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ class StageSpec:
     stride: int = 1  # of the transition block that enters this stage (the first stage: the stem's)
 
 
+BLOCKS = ("bypass", "inverted")
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     n_mels: int = 40
@@ -36,16 +48,27 @@ class SearchSpace:
     stages: tuple[StageSpec, ...] = field(
         default_factory=lambda: (StageSpec(32, 3, 1), StageSpec(64, 3, 2))
     )
+    block: str = "bypass"  # an older space (no "block" in its dict) is a bypass space
+    expand: int = 1  # inverted: hidden channels (the widest width) = expand x stage channels
 
     def __post_init__(self) -> None:
-        for s in self.stages:
-            if s.channels % self.width_step:
-                raise ValueError(f"stage channels {s.channels} not a multiple of {self.width_step}")
+        if self.block not in BLOCKS:
+            raise ValueError(f"block {self.block!r} is not one of {', '.join(BLOCKS)}")
+        if self.block == "bypass" and self.expand != 1:
+            raise ValueError("expand applies to inverted blocks only")
+        for c in self.layer_channels:
+            if c % self.width_step:
+                raise ValueError(f"layer width {c} not a multiple of {self.width_step}")
+
+    def stage_channels(self, layer: int) -> int:
+        """The residual stream's channels at searchable layer ``layer``."""
+        return [s.channels for s in self.stages for _ in range(s.blocks)][layer]
 
     @property
     def layer_channels(self) -> list[int]:
-        """Channel count of every searchable layer (block), in order."""
-        return [s.channels for s in self.stages for _ in range(s.blocks)]
+        """The widest width of every searchable layer (block), in order: its output channels
+        (bypass) or its hidden channels (inverted)."""
+        return [s.channels * self.expand for s in self.stages for _ in range(s.blocks)]
 
     @property
     def num_layers(self) -> int:
@@ -104,7 +127,10 @@ def layer_macs(space: SearchSpace, widths: list[int]) -> dict[str, int]:
             c = stage.channels
         for _ in range(stage.blocks):
             kept = widths[layer]
-            macs[f"block{layer}"] = 0 if kept == 0 else h * w * (c * k2 + c * kept)
+            if space.block == "inverted":  # expand c -> kept, depthwise, project kept -> c
+                macs[f"block{layer}"] = h * w * kept * (2 * c + k2)
+            else:
+                macs[f"block{layer}"] = 0 if kept == 0 else h * w * (c * k2 + c * kept)
             layer += 1
     macs["head"] = c * space.num_classes
     return macs
@@ -123,6 +149,8 @@ def space_from_params(p: SupernetParams, n_mels: int, frames: int, num_classes: 
         stem_stride=p.stem_stride,
         width_step=p.width_step,
         stages=stages,
+        block=p.block,
+        expand=p.expand if p.block == "inverted" else 1,
     )
 
 

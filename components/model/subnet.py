@@ -9,7 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.model.space import SearchSpace
-from components.model.supernet import DSBlock, FeatureNorm, SuperNet, conv_bn
+from components.model.supernet import (
+    BypassBlock,
+    DSBlock,
+    FeatureNorm,
+    InvertedBlock,
+    SuperNet,
+    conv_bn,
+    project_bn,
+)
 
 
 class CompactBypassBlock(nn.Module):
@@ -24,6 +32,27 @@ class CompactBypassBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.pw(self.dw(x))
         return torch.cat([f, x[:, self.width :]], dim=1) if f.shape[1] < x.shape[1] else f
+
+
+class CompactInvertedBlock(nn.Module):
+    """An inverted residual of hidden width w: ``x + project(dw(expand(x)))``, every tensor
+    sliced to w hidden channels."""
+
+    def __init__(self, channels: int, width: int, kernel: int) -> None:
+        super().__init__()
+        self.width = width
+        self.expand = conv_bn(channels, width, 1)
+        self.dw = conv_bn(width, width, kernel, groups=width)
+        self.project = project_bn(width, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.project(self.dw(self.expand(x)))
+
+
+def compact_block(space: SearchSpace, channels: int, width: int) -> nn.Module:
+    if space.block == "inverted":
+        return CompactInvertedBlock(channels, width, space.kernel)
+    return CompactBypassBlock(channels, width, space.kernel)
 
 
 class SubNetwork(nn.Module):
@@ -48,7 +77,7 @@ class SubNetwork(nn.Module):
                 c = stage.channels
             for _ in range(stage.blocks):
                 if self.widths[layer] > 0:
-                    layers.append(CompactBypassBlock(c, self.widths[layer], space.kernel))
+                    layers.append(compact_block(space, c, self.widths[layer]))
                 layer += 1
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c, space.num_classes)
@@ -66,16 +95,48 @@ def build_subnet(config: dict[str, Any]) -> SubNetwork:
     return SubNetwork(SearchSpace.from_dict(config["space"]), list(config["widths"]))
 
 
-def _copy_sliced(dst: nn.Module, src: nn.Module, out_channels: int | None = None) -> None:
-    """Copy every parameter and buffer of ``src`` into ``dst``, keeping the first output rows."""
+def _copy_sliced(dst: nn.Module, src: nn.Module) -> None:
+    """Copy every parameter and buffer of ``src`` into ``dst``, keeping the first rows (output
+    channels) and, of a conv weight, the first columns (input channels) ``dst`` has."""
     src_state = src.state_dict()
     sliced = {}
     for name, tensor in dst.state_dict().items():
         value = src_state[name]
-        if out_channels is not None and value.dim() > 0 and value.shape != tensor.shape:
-            value = value[:out_channels]
+        if value.dim() > 0:
+            value = value[tuple(slice(0, n) for n in tensor.shape[:2])]
         sliced[name] = value.clone()
     dst.load_state_dict(sliced)
+
+
+@torch.no_grad()
+def _copy_into(dst: nn.Module, src: nn.Module) -> None:
+    """The inverse of ``_copy_sliced``: ``src``'s tensors into the first rows/columns of
+    ``dst``'s."""
+    target = dst.state_dict()
+    for name, value in src.state_dict().items():
+        if value.dim() > 0:
+            target[name][tuple(slice(0, n) for n in value.shape[:2])].copy_(value)
+        else:
+            target[name].copy_(value)
+
+
+def _block_parts(block: nn.Module) -> list[str]:
+    """The sub-modules of a block whose tensors are sliced by width."""
+    if isinstance(block, CompactInvertedBlock | InvertedBlock):
+        return ["expand", "dw", "project"]
+    return ["dw", "pw"]
+
+
+def slice_block(dst: nn.Module, src: BypassBlock | InvertedBlock) -> None:
+    """A searchable block's weights into its compact form of fewer channels."""
+    for part in _block_parts(dst):
+        _copy_sliced(getattr(dst, part), getattr(src, part))
+
+
+def implant_block(dst: BypassBlock | InvertedBlock, src: nn.Module) -> None:
+    """A compact block's weights back into the first channels of its searchable block."""
+    for part in _block_parts(src):
+        _copy_into(getattr(dst, part), getattr(src, part))
 
 
 @torch.no_grad()
@@ -96,10 +157,7 @@ def extract_subnet(supernet: SuperNet, widths: list[int]) -> SubNetwork:
         for _ in range(stage.blocks):
             w = sub.widths[layer]
             if w > 0:
-                block, source = next(body), supernet.bypass_block(layer)
-                assert isinstance(block, CompactBypassBlock)
-                _copy_sliced(block.dw, source.dw)
-                _copy_sliced(block.pw, source.pw, out_channels=w)
+                slice_block(next(body), supernet.searchable(layer))
             layer += 1
     return sub.train(supernet.training)
 

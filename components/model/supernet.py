@@ -1,4 +1,6 @@
-"""The super-network: DS-CNN blocks whose widths are masked per sample (ODO) with bypass (CBC)."""
+"""The super-network: searchable blocks whose widths are masked per sample (NetAdaptV2's ordered
+dropout, ODO), width 0 removing a block: inverted residuals with a masked hidden width, or DS-CNN
+blocks with channel-level bypass (CBC)."""
 
 from __future__ import annotations
 
@@ -77,6 +79,38 @@ class BypassBlock(DSBlock):
         return m * f + (1.0 - m) * x
 
 
+class InvertedBlock(nn.Module):
+    """A searchable inverted residual (MobileNetV2): ``y = x + g * project(m * dw(expand(x)))``
+    with ``m`` the ordered mask of hidden width w and ``g = [w > 0]``.
+
+    Width = hidden gives the whole block; width 0 the identity (the residual alone; the gate is
+    needed because the projection's batch norm maps zeros to its shift).
+    """
+
+    def __init__(self, channels: int, hidden: int, kernel: int) -> None:
+        super().__init__()
+        self.channels, self.hidden = channels, hidden
+        self.expand = conv_bn(channels, hidden, 1)
+        self.dw = conv_bn(hidden, hidden, kernel, groups=hidden)
+        self.project = project_bn(hidden, channels)
+
+    def forward_masked(self, x: torch.Tensor, widths: torch.Tensor | None) -> torch.Tensor:
+        h = self.dw(self.expand(x))
+        if widths is None:
+            return x + self.project(h)
+        m = ordered_mask(widths, self.hidden)
+        gate = (widths > 0).to(x.dtype)[:, None, None, None]
+        return x + gate * self.project(h * m)
+
+
+def project_bn(c_in: int, c_out: int) -> nn.Sequential:
+    """The linear bottleneck of an inverted residual: 1x1 conv and batch norm, no activation."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+
+
+SearchableBlock = BypassBlock | InvertedBlock
+
+
 class SuperNet(nn.Module):
     """All sub-networks of a ``SearchSpace`` in one set of weights.
 
@@ -97,12 +131,15 @@ class SuperNet(nn.Module):
                 self.transitions.append(DSBlock(c, stage.channels, space.kernel, stage.stride))
                 c = stage.channels
             for _ in range(stage.blocks):
-                self.blocks.append(BypassBlock(c, space.kernel))
+                if space.block == "inverted":
+                    self.blocks.append(InvertedBlock(c, c * space.expand, space.kernel))
+                else:
+                    self.blocks.append(BypassBlock(c, space.kernel))
         self.head = nn.Linear(c, space.num_classes)
 
-    def bypass_block(self, layer: int) -> BypassBlock:
+    def searchable(self, layer: int) -> SearchableBlock:
         block = self.blocks[layer]
-        assert isinstance(block, BypassBlock)
+        assert isinstance(block, BypassBlock | InvertedBlock)
         return block
 
     def forward(self, x: torch.Tensor, widths: torch.Tensor | None = None) -> torch.Tensor:
@@ -113,7 +150,7 @@ class SuperNet(nn.Module):
                 x = self.transitions[si - 1](x)
             for _ in range(stage.blocks):
                 w = None if widths is None else widths[:, layer]
-                x = self.bypass_block(layer).forward_masked(x, w)
+                x = self.searchable(layer).forward_masked(x, w)
                 layer += 1
         return self.head(F.adaptive_avg_pool2d(x, 1).flatten(1))
 

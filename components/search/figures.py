@@ -16,17 +16,17 @@ STYLE = {"mcd": ("tab:blue", "o"), "random": ("tab:orange", "^"),
 
 
 def pareto_figure(result: SearchResult) -> Figure:
-    """Left: inherited-weight accuracy vs aligned latency (a measured figure mapped onto the
-    table's conditions, where the budget line lives) of every candidate; right: the winners
-    after equal training."""
+    """Left: inherited-weight accuracy vs latency of every candidate (aligned: a measured figure
+    mapped onto the table's conditions, where the budget line lives; or the table's prediction
+    where candidates were not timed, ``search.pareto_repeats: 0``) and the winners (aligned);
+    right: the winners after equal training."""
     fig = Figure(figsize=(12, 4.8))
     ax, ax2 = fig.subplots(1, 2)
     budget = result.metrics["latency_budget_ms"] * 1e3
     for name, outcome in result.outcomes.items():
         color, marker = STYLE.get(name, ("gray", "x"))
-        pts = [(result.quick_aligned_ms.get(arch_key(c.widths)), c.accuracy)
+        pts = [(result.quick_aligned_ms.get(arch_key(c.widths), c.predicted_ms) * 1e3, c.accuracy)
                for c in outcome.evaluated]  # fmt: skip
-        pts = [(x * 1e3, y) for x, y in pts if x is not None]
         if pts:
             ax.scatter(*zip(*pts, strict=True), s=14, alpha=0.45, color=color, marker=marker,
                        label=f"{name} candidates ({len(outcome.evaluated)})")  # fmt: skip
@@ -39,9 +39,13 @@ def pareto_figure(result: SearchResult) -> Figure:
                         edgecolor="black", label=f"{name} {t.widths} val")  # fmt: skip
             ax2.scatter([win], [t.client_test_acc], s=60, color=color, marker="x",
                         label=f"{name} client test")  # fmt: skip
+    timed = bool(result.quick_aligned_ms)
     for a in (ax, ax2):
         a.axvline(budget, color="black", linestyle="--", linewidth=1, label="budget")
-        a.set_xlabel("aligned latency (measured, in the table's conditions), batch 1 (µs)")
+        a.set_xlabel("aligned latency (measured, in the table's conditions), batch 1 (µs)"
+                     if timed or a is ax2 else
+                     "latency, batch 1 (µs): candidates predicted by the table, winners measured "
+                     "and aligned")  # fmt: skip
         a.grid(alpha=0.3)
     ax.set_ylabel("val accuracy, inherited weights + BN recalibration (%)")
     ax.set_title(f"search on {result.arch['device']}: every evaluated candidate")

@@ -5,10 +5,11 @@ From a trained network, each iteration sets the target ``R_i = R_{i-1} - dR_i`` 
 separately it takes the largest width that meets the target by the lookup table (one layer per
 proposal), short-term fine-tunes the proposal, scores it on the held-out split and keeps the best.
 
-Simplification, stated: NetAdapt keeps the filters with the largest L2 norm. With channel-level
-bypass connections a block's output channel c replaces channel c of the residual stream, so keeping
-an arbitrary channel subset would need an index set per block; we keep the first w channels (as
-the sub-networks of the super-network do) and let the short-term fine-tuning recover.
+Simplification, stated: NetAdapt keeps the filters with the largest L2 norm; we keep the first w
+channels (as the sub-networks of the super-network do) and let the short-term fine-tuning recover.
+With channel-level bypass connections a block's output channel c replaces channel c of the residual
+stream, so another subset would need an index set per block; an inverted residual's hidden
+channels could be reordered by norm first (not done yet: issue 16, item 3).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from components.model.evaluate import accuracy
-from components.model.subnet import CompactBypassBlock, SubNetwork, extract_subnet
+from components.model.subnet import SubNetwork, extract_subnet, implant_block
 from components.model.supernet import SuperNet
 from components.search.mcd import Candidate, LatencyPredictor, SearchError, SearchOutcome
 from components.training.data import ServerData
@@ -42,13 +43,7 @@ def implant(container: SuperNet, sub: SubNetwork) -> None:
             container.transitions[si - 1].load_state_dict(next(body).state_dict())
         for _ in range(stage.blocks):
             if sub.widths[layer] > 0:
-                block = next(body)
-                assert isinstance(block, CompactBypassBlock)
-                target = container.bypass_block(layer)
-                target.dw.load_state_dict(block.dw.state_dict())
-                for name, value in block.pw.state_dict().items():
-                    dst = target.pw.state_dict()[name]
-                    dst[: value.shape[0]].copy_(value) if value.dim() else dst.copy_(value)
+                implant_block(container.searchable(layer), next(body))
             layer += 1
 
 

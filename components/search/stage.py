@@ -216,7 +216,7 @@ def run(
     measure: LatencyMeasurer | None = None
     if on_device:
         measure = measurer or OnnxRuntimeMeasurer(net, profile, graph, s.lut_width_stride,
-                                                  s.pareto_repeats)  # fmt: skip
+                                                  max(s.pareto_repeats, 5))  # fmt: skip
 
     # 1. the latency table (checked against whole networks measured with it) and the budget
     t0 = time.perf_counter()
@@ -247,15 +247,18 @@ def run(
         outcomes = run_baselines(params, inputs, choices, lut, scorer, search_budget, budget,
                                  rng, mcd, measure, progress)  # fmt: skip
 
-        # 4. every evaluated candidate timed quickly (aligned, for the plot), and the winners
-        #    timed carefully in one run (measured, aligned, and judged by RunLatency.fits)
+        # 4. with search.pareto_repeats, every evaluated candidate timed quickly (aligned, for the
+        #    plot), and the winners timed carefully in one run (measured, aligned, and judged by
+        #    RunLatency.fits)
         quick_aligned: dict[str, float] = {}
         winners: dict[str, RunLatency | None] = dict.fromkeys(outcomes)
         if measure is not None:
-            points = {arch_key(c.widths): c.widths for o in outcomes.values() for c in o.evaluated}
-            quick = measure.latencies(lut, list(points.values()), quick=True,
-                                      phase="timing candidates", progress=progress)  # fmt: skip
-            quick_aligned = {k: q.aligned_ms for k, q in zip(points, quick, strict=True)}
+            if s.pareto_repeats:
+                points = {arch_key(c.widths): c.widths
+                          for o in outcomes.values() for c in o.evaluated}  # fmt: skip
+                quick = measure.latencies(lut, list(points.values()), quick=True,
+                                          phase="timing candidates", progress=progress)  # fmt: skip
+                quick_aligned = {k: q.aligned_ms for k, q in zip(points, quick, strict=True)}
             runs = measure.latencies(lut, [o.widths for o in outcomes.values()])
             winners = dict(zip(outcomes, runs, strict=True))
 

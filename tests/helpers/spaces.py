@@ -12,6 +12,10 @@ from components.model.supernet import SuperNet
 # Real input size (40 mels x 101 frames, 12 classes); layers of 16, 16, 24, 24 channels.
 SMALL_SPACE = SearchSpace(stem_stride=(2, 4), stages=(StageSpec(16, 2, 1), StageSpec(24, 2, 2)))
 
+# The same stages with inverted residuals of hidden width up to 2x: layers of 32, 32, 48, 48.
+INVERTED_SPACE = SearchSpace(stem_stride=(2, 4), stages=(StageSpec(16, 2, 1), StageSpec(24, 2, 2)),
+                             block="inverted", expand=2)  # fmt: skip
+
 # Toy input (8 mels x 12 frames, 3 classes); three layers of 16 channels (widths 0, 8, 16).
 TINY_SPACE = SearchSpace(n_mels=8, frames=12, num_classes=3, stem_stride=(2, 2), width_step=8,
                          stages=(StageSpec(16, 2, 1), StageSpec(16, 1, 2)))  # fmt: skip
@@ -39,6 +43,7 @@ STAGE_SPACE = SearchSpace(stem_stride=(2, 4), stages=(StageSpec(16, 1, 1), Stage
 STAGE_SUPERNET = {
     "stages": [{"channels": 16, "blocks": 1, "stride": 1},
                {"channels": 16, "blocks": 1, "stride": 2}],
+    "block": "bypass", "width_step": 8,
     "stem_stride": [2, 4], "epochs": 1, "batch_size": 16, "recalibration_batches": 1,
     "eval_subnets": 2, "report_subnets": 2,
 }  # fmt: skip

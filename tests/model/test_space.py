@@ -11,7 +11,7 @@ from components.model.space import (
     random_architectures,
     space_from_params,
 )
-from tests.helpers.spaces import SMALL_SPACE, TINY_SPACE
+from tests.helpers.spaces import INVERTED_SPACE, SMALL_SPACE, TINY_SPACE
 
 
 def test_layers_and_width_choices():
@@ -26,8 +26,14 @@ def test_space_rejects_bad_widths_and_channels():
         SMALL_SPACE.validate([8, 8])
     with pytest.raises(ValueError, match=r"layer 1: width 12 not in \[0, 8, 16\]"):
         SMALL_SPACE.validate([8, 12, 8, 8])
-    with pytest.raises(ValueError, match="stage channels 12 not a multiple of 8"):
+    with pytest.raises(ValueError, match="layer width 12 not a multiple of 8"):
         SearchSpace(stages=(StageSpec(12, 1),))
+    with pytest.raises(ValueError, match="layer width 36 not a multiple of 8"):
+        SearchSpace(stages=(StageSpec(12, 1),), block="inverted", expand=3)
+    with pytest.raises(ValueError, match="block 'dense' is not one of bypass, inverted"):
+        SearchSpace(block="dense")
+    with pytest.raises(ValueError, match="expand applies to inverted blocks only"):
+        SearchSpace(expand=2)
 
 
 def test_space_round_trips_through_a_dict():
@@ -59,6 +65,10 @@ def test_random_architectures_are_seeded_and_valid():
 def test_space_from_params_takes_the_stages_and_the_input_shape():
     p = SupernetParams.model_validate(
         {"stages": [{"channels": 16, "blocks": 2}, {"channels": 24, "blocks": 2, "stride": 2}],
-         "stem_stride": [2, 4]}
+         "stem_stride": [2, 4], "block": "bypass", "width_step": 8}
     )  # fmt: skip
     assert space_from_params(p, 40, 101, 12) == SMALL_SPACE
+    inverted = p.model_copy(update={"block": "inverted", "expand": 2})
+    assert space_from_params(inverted, 40, 101, 12) == INVERTED_SPACE
+    assert INVERTED_SPACE.layer_channels == [32, 32, 48, 48]
+    assert INVERTED_SPACE.stage_channels(2) == 24

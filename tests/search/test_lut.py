@@ -15,6 +15,7 @@ from components.latency import Latency
 from components.model.space import SearchSpace, StageSpec
 from components.model.subnet import extract_subnet
 from components.model.supernet import SuperNet
+from components.search import lut
 from components.search.lut import (
     DeviceGraph,
     LatencyTable,
@@ -132,3 +133,13 @@ def test_features_that_do_not_make_the_networks_input_are_refused() -> None:
                                           r"super-network takes 8 x 12"):  # fmt: skip
         DeviceGraph(TINY_FEATURES.model_copy(update={"clip_samples": 16000}), 18).check(SPACE)
     GRAPH.check(SPACE)
+
+
+def test_graphs_exported_in_worker_processes_are_the_same_bytes(monkeypatch) -> None:
+    net = randomized_supernet(space=SPACE)
+    archs = [[8, 0, 16], [0, 16, 0], [16, 16, 16]]
+    monkeypatch.setattr(lut, "PARALLEL_MIN", 2)
+    steps: list[tuple[int, int]] = []
+    parallel = GRAPH.onnx_many(net, archs, workers=2, progress=lambda d, n: steps.append((d, n)))
+    assert parallel == [GRAPH.onnx(net, w) for w in archs]
+    assert steps == [(1, 3), (2, 3), (3, 3)]

@@ -23,7 +23,7 @@ from tests.helpers.spaces import STAGE_SPACE, STAGE_SUPERNET
 
 BUDGET_MS = 4.0
 SEARCH = {"budget_ms": BUDGET_MS, "candidates": 4, "step_fraction": 0.5, "lut_check_archs": 8,
-          "train_epochs": 1}  # fmt: skip
+          "train_epochs": 1, "pareto_repeats": 40}  # fmt: skip
 # stage_metrics' keys (components/search/report.py), with both baselines trained, and the
 # stage's own wall time
 METRIC_KEYS = {
@@ -259,3 +259,14 @@ def test_the_check_draw_stops_when_the_space_has_too_few_architectures():
     assert set(keys) == {"8-8", "8-16", "16-8", "16-16"}
     assert measure.draw_check_archs(choices, 2, 0, exact) == drawn[:2]  # the same seed, in order
     assert measure.draw_check_archs(choices, 0, 0, exact) == []
+
+
+def test_without_pareto_repeats_no_candidate_is_timed_and_the_plot_shows_predictions(tmp_path):
+    write_search_inputs(tmp_path)
+    measurer = StubMeasurer(device=DEVICE, later=later)
+    result = search.run(params(pareto_repeats=0), tmp_path, measurer=measurer)
+    assert "quick latencies" not in measurer.calls and "latencies" in measurer.calls
+    assert result.quick_aligned_ms == {}
+    rows = report.candidate_rows(result)  # the plot's rows (dvc plots)
+    assert rows and all(r["aligned_ms"] == r["predicted_ms"] for r in rows)
+    assert (result.out_dir / "pareto.png").stat().st_size > 0
