@@ -114,7 +114,7 @@ def test_supernet_stage_outputs_and_curves(smoke):
     metrics = json.loads((ws / "metrics/supernet.json").read_text())
     assert set(metrics) >= SUPERNET_KEYS and metrics["epochs"] == 2
     net = load_supernet(ws / "models/supernet.ckpt")
-    assert net.space.num_layers == 6
+    assert net.space.num_layers == 12 and net.space.block == "inverted"  # params.yaml's space
     client = mlflow.MlflowClient(uri)
     run = client.search_runs(
         [client.get_experiment_by_name("edgelearn").experiment_id],
