@@ -53,7 +53,7 @@ def halved(space: SearchSpace) -> SearchSpace:
     return replace(space, stages=stages, width_step=step)
 
 
-def step_seconds(model: torch.nn.Module, step: Any, steps: int) -> list[float]:
+def step_seconds(step: Any, steps: int) -> list[float]:
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -90,10 +90,10 @@ def training_steps(
 
     times: dict[str, list[float]] = {"supernet": [], "plain": []}
     for step in (super_step, plain_step):  # warm-up
-        step_seconds(supernet, step, 3)
+        step_seconds(step, 3)
     for _ in range(rounds):
-        times["supernet"] += step_seconds(supernet, super_step, steps)
-        times["plain"] += step_seconds(plain, plain_step, steps)
+        times["supernet"] += step_seconds(super_step, steps)
+        times["plain"] += step_seconds(plain_step, steps)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
