@@ -1,64 +1,70 @@
-"""Search benchmark: NetAdaptV2 (super-network + MCD) against the uniform, random and NetAdapt v1
-baselines at half the full network's measured latency, all in this one run.
+"""Search benchmark: NetAdaptV2 (super-network + MCD + training the discovered network) against
+the uniform width multiplier, random search and NetAdapt v1, at the stage's budget, in one run per
+seed, on the same splits.
 
-Trains the super-network with the stage's parameters (unless --reuse-supernet), runs the search
-stage with NetAdapt v1 switched on, and prints the latency, accuracy and search-time tables.
-The Pareto plot goes to bench/results/search_pareto.png; the stage's outputs (paths.search,
-paths.searched) are left alone.
+Per seed: trains the super-network with the stage's parameters (``base.seed`` = the seed), then
+runs the search stage with NetAdapt v1 switched on and the baselines trained. Every method gets
+the same budget, the same measured budget rule and re-search, and is scored on the same server
+validation, server test and client test clips:
 
-    python -m bench.search [--params params.yaml] [--reuse-supernet] [--profile cpu-1thread]
+- MCD: the super-network's candidates (inherited weights), the winner trained from scratch for
+  ``search.train_epochs``;
+- random search: as many evaluated candidates as MCD, the same scorer, trained alike;
+- uniform: a plain network with every layer's channels scaled by one multiplier, the widest that
+  fits by measurement, trained alike (it has no inherited accuracy);
+- NetAdapt v1: the full network pre-trained conventionally (the super-network's epochs), adapted
+  (one layer per proposal, largest-L2-norm channels, short-term fine-tuning), then long-term
+  fine-tuned for ``search.train_epochs`` from its adapted weights.
+
+Search time at equal accuracy: NetAdaptV2 = super-network training + MCD + training the
+discovered network; NetAdapt v1 = pre-training + adaptation + long-term fine-tuning; every
+training phase without its monitoring (scoring at epoch ends), which is reported apart.
+
+    python -m bench.search [--seeds 1234 1 2] [--params params.yaml] [--profile cpu-1thread]
+                           [--budget-fraction F] [--name search]
+    python -m bench.search --report bench/results/search.json   # the tables again
+
+Writes bench/results/<name>.json and the first seed's Pareto plot to
+bench/results/<name>_pareto.png; the stage's outputs (paths.search, paths.searched) are left
+alone.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import statistics
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from bench.common import RESULTS, arguments, quiet, save, table
-from components.config import load_params
+from bench.common import RESULTS, arguments, mean_spread, quiet, save, table
+from components.config import Params, load_params
 from components.search import stage as search_stage
 from components.search.figures import pareto_figure
 from components.supernet import stage as supernet_stage
 
-
-def us(ms: float) -> str:
-    return "-" if math.isnan(ms) else f"{ms * 1e3:.1f}"
+METHODS = ("mcd", "random", "uniform", "netadapt_v1")
 
 
-def pct(x: float | None) -> str:
-    return "-" if x is None or math.isnan(x) else f"{x:.1f}"
-
-
-def main() -> None:
-    parser = arguments("bench.search", __doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--profile", default=None, help="device profile (default: params)")
-    parser.add_argument("--reuse-supernet", action="store_true",
-                        help="use paths.supernet (models/supernet.ckpt) and its recorded "
-                             "training time")  # fmt: skip
-    args = parser.parse_args()
-    quiet()
-    params = load_params(args.params)
-    update = {"netadapt_v1": True, "train_baselines": True}
-    if args.profile:
-        update["profile"] = args.profile
-    params = params.model_copy(update={"search": params.search.model_copy(update=update)})
+def run_seed(params: Params, seed: int, first: bool, pareto: Path) -> dict[str, Any]:
+    """One seed: the super-network and the search stage in a scratch workspace."""
+    params = params.model_copy(update={"base": params.base.model_copy(update={"seed": seed})})
     root = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
         work = Path(tmp)
-        inputs = [params.paths.prepared, params.search.lut_import]
-        if args.reuse_supernet:
-            inputs.append(params.paths.supernet)
-        for rel in inputs:  # the stage reads workdir / rel: link the workspace's files there
+        for rel in (params.paths.prepared, params.search.lut_import):
             if rel is None or Path(rel).is_absolute():
                 continue
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             (work / rel).symlink_to((root / rel).resolve())
-        if not args.reuse_supernet:
-            print(f"training the super-network ({params.supernet.epochs} epochs) ...", flush=True)
-            supernet_stage.run(params, work)
+        print(f"seed {seed}: training the super-network ({params.supernet.epochs} epochs) ...",
+              flush=True)  # fmt: skip
+        t0 = time.perf_counter()
+        supernet = supernet_stage.run(params, work)
+        supernet_wall = time.perf_counter() - t0
 
         def progress(
             phase: str, done: int, total: int, figures: Mapping[str, float] | None = None
@@ -66,61 +72,164 @@ def main() -> None:
             if not total or done == total:
                 print(f"  {phase}: {done}" + (f"/{total}" if total else ""), flush=True)
 
-        print("searching (latency table, MCD, baselines, NetAdapt v1, training) ...", flush=True)
+        print(f"seed {seed}: searching (table, MCD, baselines, NetAdapt v1, training) ...",
+              flush=True)  # fmt: skip
+        t0 = time.perf_counter()
         result = search_stage.run(params, work, progress=progress)
-        pareto = RESULTS / "search_pareto.png"
-        pareto.parent.mkdir(parents=True, exist_ok=True)
-        pareto_figure(result).savefig(pareto, dpi=110)
-
+        search_wall = time.perf_counter() - t0
+        if first:
+            pareto.parent.mkdir(parents=True, exist_ok=True)
+            pareto_figure(result).savefig(pareto, dpi=110)
     m, h = result.metrics, result.history
-    check = result.lut.info.get("check", [])
-    print(f"\nDevice profile {result.arch['device']}; full network {us(m['full_latency_ms'])} us; "
-          f"budget {us(m['latency_budget_ms'])} us (batch 1)\n")  # fmt: skip
-    print(table(
-        ["latency table", "value"],
-        [["entries measured", sum(len(g) for g in result.lut.measured_widths) + 1],
-         ["build time (s)", f"{m['lut_seconds']:.1f}"],
-         ["architectures checked whole", len(check)],
-         ["median error (%)", f"{m['lut_error_pct']:.2f}"],
-         ["max error (%)", f"{max((c['error_pct'] for c in check), default=float('nan')):.2f}"]],
-    ))  # fmt: skip
-    rows = []
+    methods: dict[str, Any] = {}
     for name, o in result.outcomes.items():
-        t = result.trained.get(name)
-        rows.append([
-            name, str(o.widths), us(o.predicted_ms), us(h["winners"][name]["measured_latency_ms"]),
-            us(h["winners"][name]["aligned_latency_ms"]),
-            "yes" if h["winners"][name]["fits_budget"] else "NO",
-            pct(o.accuracy), pct(t.val_acc if t else None), pct(t.test_acc if t else None),
-            pct(t.client_test_acc if t else None), o.candidates_evaluated, f"{o.seconds:.1f}",
-        ])  # fmt: skip
-    print()
-    print(table(["method", "widths", "predicted us", "measured us", "aligned us", "in budget",
-                 "inherited/fine-tuned val %", "trained val %", "trained test %",
-                 "trained client-test %", "evaluated", "search s"], rows))  # fmt: skip
-    v2 = m["supernet_train_seconds"] + m["search_seconds"]
-    rows = [["NetAdaptV2: super-network training", f"{m['supernet_train_seconds']:.1f}"],
-            ["NetAdaptV2: MCD search", f"{m['search_seconds']:.1f}"],
-            ["NetAdaptV2 total", f"{v2:.1f}"]]  # fmt: skip
-    if "netadapt_v1_seconds" in m:
-        v1 = m["netadapt_v1_seconds"]
-        pre = result.outcomes["netadapt_v1"].iterations[0].get("pretrain_seconds", float("nan"))
-        rows += [["NetAdapt v1: pre-training the full network", f"{pre:.1f}"],
-                 ["NetAdapt v1: search with short-term fine-tuning", f"{v1 - pre:.1f}"],
-                 ["NetAdapt v1 total", f"{v1:.1f}"],
-                 ["v1 / v2 (x)", f"{v1 / v2:.2f}"]]  # fmt: skip
-    print()
-    print(table(["search time (s), to the same budget", "value"], rows))
-    trained = dict(result.trained.items())
-    if "uniform" in trained and "mcd" in trained:
-        gain = trained["mcd"].val_acc - trained["uniform"].val_acc
-        print(f"\nsearched - uniform after equal training: {gain:+.2f} points val, "
-              f"{trained['mcd'].client_test_acc - trained['uniform'].client_test_acc:+.2f} "
-              "client test")  # fmt: skip
-    out = save("search", {"metrics": m, "arch": result.arch, "lut_check": check,
-                          "history": {k: v for k, v in h.items() if k != "mcd"},
-                          "reused_supernet": args.reuse_supernet})  # fmt: skip
+        t, w = result.trained.get(name), h["winners"][name]
+        methods[name] = {
+            "widths": o.widths,
+            "stage_channels": [s.channels for s in (o.space or result.lut.space).stages],
+            "predicted_ms": o.predicted_ms,
+            "measured_ms": w["measured_latency_ms"],
+            "aligned_ms": w["aligned_latency_ms"],
+            "measured_full_ms": w["measured_full_latency_ms"],
+            "fits_budget": w["fits_budget"],
+            "inherited_val_acc": o.accuracy,
+            "val_acc": t.val_acc if t else math.nan,
+            "test_acc": t.test_acc if t else math.nan,
+            "client_test_acc": t.client_test_acc if t else math.nan,
+            "candidates_evaluated": o.candidates_evaluated,
+            "search_seconds": o.seconds,
+            "train_seconds": t.seconds if t else math.nan,
+        }
+    v1 = result.outcomes["netadapt_v1"].iterations[0]
+    times = {
+        "supernet_train_seconds": supernet.metrics["train_seconds"],
+        "supernet_monitor_seconds": supernet.metrics["monitor_seconds"],
+        "supernet_wall_seconds": supernet_wall,
+        "lut_seconds": m["lut_seconds"],
+        "mcd_seconds": m["search_seconds"],
+        "mcd_train_seconds": m["train_seconds"],
+        "v1_pretrain_seconds": v1["pretrain_seconds"],
+        "v1_search_seconds": v1["search_seconds"],
+        "v1_long_term_seconds": v1["long_term_seconds"],
+        "v1_monitor_seconds": v1["monitor_seconds"],
+        "search_stage_wall_seconds": search_wall,
+    }
+    times["v2_total_seconds"] = (times["supernet_train_seconds"] + times["mcd_seconds"]
+                                 + times["mcd_train_seconds"])  # fmt: skip
+    times["v1_total_seconds"] = (times["v1_pretrain_seconds"] + times["v1_search_seconds"]
+                                 + times["v1_long_term_seconds"])  # fmt: skip
+    return {"seed": seed, "budget_ms": m["latency_budget_ms"], "full_ms": m["full_latency_ms"],
+            "lut_error_pct": m["lut_error_pct"], "uniform_multiplier":
+            m.get("uniform_baseline_multiplier"), "methods": methods, "times": times,
+            "metrics": m, "supernet": supernet.metrics}  # fmt: skip
+
+
+def spread(runs: list[dict[str, Any]], get: Any, fmt: str = ".1f") -> str:
+    values = [get(r) for r in runs]
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return mean_spread(values, fmt) if values else "-"
+
+
+def verdict(runs: list[dict[str, Any]], a: str, b: str, key: str) -> str:
+    """``a`` against ``b`` on ``key``: the mean difference, and a tie when it is within the
+    larger of the two methods' spreads over seeds."""
+    xs = [r["methods"][a][key] for r in runs]
+    ys = [r["methods"][b][key] for r in runs]
+    diff = statistics.mean(xs) - statistics.mean(ys)
+    if len(runs) < 2:
+        return f"{diff:+.1f} (one seed: no verdict)"
+    noise = max(statistics.stdev(xs), statistics.stdev(ys))
+    return f"{diff:+.1f} ({'tie' if abs(diff) <= noise else 'ahead' if diff > 0 else 'behind'})"
+
+
+def main() -> None:
+    parser = arguments("bench.search", __doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--profile", default=None, help="device profile (default: params)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1234, 1, 2])
+    parser.add_argument("--name", default="search")
+    parser.add_argument("--budget-fraction", type=float, default=None,
+                        help="budget as a fraction of the full network (default: the "
+                             "profile's)")  # fmt: skip
+    parser.add_argument("--report", type=Path, default=None,
+                        help="print the tables of a saved JSON and stop")  # fmt: skip
+    args = parser.parse_args()
+    params = load_params(args.params)
+    if args.report is not None:
+        saved = json.loads(args.report.read_text())
+        report(saved["runs"], params.search.profile, saved["seeds"])
+        return
+    quiet()
+    update: dict[str, Any] = {"netadapt_v1": True, "train_baselines": True}
+    if args.profile:
+        update["profile"] = args.profile
+    if args.budget_fraction is not None:
+        update.update(budget_fraction=args.budget_fraction, budget_ms=None)
+    params = params.model_copy(update={"search": params.search.model_copy(update=update)})
+    pareto = RESULTS / f"{args.name}_pareto.png"
+    runs: list[dict[str, Any]] = []
+    for i, seed in enumerate(args.seeds):  # saved after every seed: a late failure loses none
+        runs.append(run_seed(params, seed, i == 0, pareto))
+        out = save(args.name, {"seeds": args.seeds[: i + 1],
+                               "budget_fraction": args.budget_fraction, "runs": runs})  # fmt: skip
+    report(runs, params.search.profile, args.seeds)
     print(f"\nsaved {out} and {pareto}")
+
+
+def report(runs: list[dict[str, Any]], profile: str, seeds: list[int]) -> None:
+    """The tables of ``runs`` (as saved in the JSON)."""
+
+    print(f"\nprofile {profile}; budget "
+          f"{spread(runs, lambda r: r['budget_ms'] * 1e3)} us of the full network's "
+          f"{spread(runs, lambda r: r['full_ms'] * 1e3)} us (end to end, batch 1); table error "
+          f"{spread(runs, lambda r: r['lut_error_pct'], '.2f')}%; seeds {seeds}\n"
+          )  # fmt: skip
+    rows = []
+    for name in METHODS:
+        if any(name not in r["methods"] for r in runs):
+            rows.append([name, "no network meets the budget in some seed (see the JSON)"]
+                        + [""] * 7)  # fmt: skip
+            continue
+
+        def get(key: str, scale: float = 1.0, name: str = name) -> Any:
+            return lambda run: run["methods"][name][key] * scale
+
+        fits = sum(bool(r["methods"][name]["fits_budget"]) for r in runs)
+        rows.append([
+            name, spread(runs, get("measured_ms", 1e3)), spread(runs, get("aligned_ms", 1e3)),
+            f"{fits}/{len(runs)}", spread(runs, get("inherited_val_acc")),
+            spread(runs, get("val_acc")), spread(runs, get("test_acc")),
+            spread(runs, get("client_test_acc")), spread(runs, get("candidates_evaluated"), ".0f"),
+        ])  # fmt: skip
+    print(table(["method", "measured us", "aligned us", "in budget", "inherited / fine-tuned "
+                 "val %", "trained val %", "trained test %", "trained client-test %",
+                 "evaluated"], rows))  # fmt: skip
+    print()
+    print(table(["MCD against", "test (points)", "client test (points)"],
+                [[b, verdict(runs, "mcd", b, "test_acc"),
+                  verdict(runs, "mcd", b, "client_test_acc")]
+                 for b in ("random", "uniform", "netadapt_v1")
+                 if all(b in r["methods"] for r in runs)]))  # fmt: skip
+
+    def t(key: str) -> str:
+        return spread(runs, lambda r: r["times"][key])
+
+    print()
+    print(table(["search time (s), monitoring excluded", "NetAdaptV2", "NetAdapt v1"], [
+        ["train the network searched from (super-network / pre-training)",
+         t("supernet_train_seconds"), t("v1_pretrain_seconds")],
+        ["search (MCD / adaptation with short-term fine-tuning)", t("mcd_seconds"),
+         t("v1_search_seconds")],
+        ["train the result (from scratch / long-term fine-tuning)", t("mcd_train_seconds"),
+         t("v1_long_term_seconds")],
+        ["total", t("v2_total_seconds"), t("v1_total_seconds")],
+        ["monitoring (excluded above)", t("supernet_monitor_seconds"), t("v1_monitor_seconds")],
+        ["test accuracy of the result (%)", spread(runs, lambda r: r["methods"]["mcd"]["test_acc"]),
+         spread(runs, lambda r: r["methods"]["netadapt_v1"]["test_acc"])],
+    ]))  # fmt: skip
+    ratio = [r["times"]["v1_total_seconds"] / r["times"]["v2_total_seconds"] for r in runs]
+    print(f"\nv1 / v2 total time: {mean_spread(ratio, '.2f')} (both share the latency table: "
+          f"{t('lut_seconds')} s, not counted)")  # fmt: skip
 
 
 if __name__ == "__main__":

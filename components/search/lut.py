@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import multiprocessing
 import os
 import platform
@@ -83,8 +84,12 @@ class DeviceGraph:
             )
 
     def onnx(self, net: SuperNet, widths: Sequence[int]) -> bytes:
-        sub = extract_subnet(net, list(widths)).eval()
-        return device_graph(sub, self.features, self.opset).SerializeToString()
+        return self.onnx_module(extract_subnet(net, list(widths)))
+
+    def onnx_module(self, network: torch.nn.Module) -> bytes:
+        """Any network on the super-network's input (a sub-network, or the uniform baseline's
+        scaled network) as the device runs it."""
+        return device_graph(network.eval(), self.features, self.opset).SerializeToString()
 
     def onnx_many(
         self, net: SuperNet, archs: Sequence[Sequence[int]], workers: int | None = None,
@@ -122,6 +127,9 @@ def _export_init(space: dict[str, Any], state: bytes, features: dict[str, Any], 
                  ) -> None:  # fmt: skip
     global _WORKER
     torch.set_num_threads(1)
+    # a spawned process has none of the parent's logging set-up: the dynamo exporter would warn
+    # on every export that torchvision's operators are not registered
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     net = SuperNet(SearchSpace.from_dict(space))
     net.load_state_dict(torch.load(io.BytesIO(state)))
     _WORKER = (net.eval(), DeviceGraph(FeatureParams.model_validate(features), opset))

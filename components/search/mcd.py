@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from components.errors import EdgelearnError
 from components.io import write_json_atomic
+
+if TYPE_CHECKING:
+    from components.model.space import SearchSpace
 
 Widths = tuple[int, ...]
 
@@ -73,7 +76,9 @@ class Candidate:
 
 @dataclass
 class SearchOutcome:
-    """The result of one search method: its winner and every candidate it evaluated."""
+    """The result of one search method: its winner and every candidate it evaluated.
+    ``space``: the winner's own network family where it is not a sub-network of the
+    super-network (the uniform multiplier's scaled network; ``widths`` its largest)."""
 
     method: str
     widths: list[int]
@@ -82,6 +87,7 @@ class SearchOutcome:
     evaluated: list[Candidate]
     seconds: float
     iterations: list[dict[str, Any]] = field(default_factory=list)
+    space: SearchSpace | None = None
 
     @property
     def candidates_evaluated(self) -> int:
@@ -97,7 +103,13 @@ class SearchOutcome:
             "seconds": self.seconds,
             "iterations": self.iterations,
             "evaluated": [c.to_dict() for c in self.evaluated],
+            **self.space_record(),
         }
+
+    def space_record(self) -> dict[str, Any]:
+        if self.space is None:
+            return {}
+        return {"stage_channels": [s.channels for s in self.space.stages]}
 
 
 class CachedEvaluator:
@@ -252,32 +264,14 @@ def random_search(
                          time.perf_counter() - t0)  # fmt: skip
 
 
-def uniform_widths(choices: Sequence[Sequence[int]], multiplier: float, step: int) -> list[int]:
-    """Every layer at ``multiplier`` of its channels, rounded down to the width step."""
-    return [int(step * np.floor(multiplier * max(c) / step + 1e-9)) for c in choices]
-
-
-def uniform_baseline(
-    choices: Sequence[Sequence[int]],
-    predictor: LatencyPredictor,
-    evaluator: AccuracyEvaluator,
-    budget_ms: float,
-    step: int,
-    fits: Callable[[list[int]], bool] | None = None,
-) -> SearchOutcome:
-    """Baseline: the widest uniform width multiplier (1, 7/8, ... in width steps of the widest
-    layer; narrower layers round down to their width step) whose network meets the budget, by
-    prediction and, when ``fits`` is given, by measurement on the device."""
-    t0 = time.perf_counter()
-    widest = max(max(c) for c in choices)
-    multipliers = [k * step / widest for k in range(widest // step, -1, -1)]
-    evaluated: list[Candidate] = []
-    for m in multipliers:
-        w = uniform_widths(choices, m, step)
-        pred = predictor.predict(w)
-        if pred <= budget_ms and (fits is None or fits(w)):
-            cand = Candidate(w, pred, evaluator.evaluate(w), 0, "uniform")
-            evaluated.append(cand)
-            return SearchOutcome("uniform", w, pred, cand.accuracy, evaluated,
-                                 time.perf_counter() - t0, [{"multiplier": m}])  # fmt: skip
-    raise SearchError(f"no uniform width multiplier meets {budget_ms:.4f} ms")
+def best_under(outcome: SearchOutcome, budget_ms: float) -> SearchOutcome:
+    """Random search asked again for less: the most accurate of the candidates it already
+    evaluated that the table predicts within ``budget_ms`` (no new evaluation, so its count
+    stays MCD's); an error when none is."""
+    pool = [c for c in outcome.evaluated if c.predicted_ms <= budget_ms]
+    if not pool:
+        raise SearchError(f"{outcome.method}: no evaluated candidate is predicted under "
+                          f"{budget_ms:.4f} ms")  # fmt: skip
+    best = max(pool, key=lambda c: (c.accuracy, -c.predicted_ms))
+    return replace(outcome, widths=best.widths, predicted_ms=best.predicted_ms,
+                   accuracy=best.accuracy)  # fmt: skip

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 
-from components.latency import DeviceProfile, Latency, median_of
+from components.latency import DeviceProfile, Latency, measure_many, median_of
 from components.model.space import SearchSpace
+from components.model.subnet import SubNetwork
 from components.model.supernet import SuperNet
 from components.progress import Progress, no_progress
 from components.search.lut import (
@@ -26,6 +28,7 @@ from components.search.lut import (
     build_table_with,
     network_latencies,
     table_entries,
+    widths_key,
 )
 from components.search.records import arch_key
 
@@ -80,6 +83,15 @@ class LatencyMeasurer(Protocol):
         fewer samples and a looser precision (figures for a plot)."""
         ...
 
+    def plain_latencies(
+        self, lut: LatencyTable, spaces: Sequence[SearchSpace], phase: str = "",
+        progress: Progress = no_progress,
+    ) -> list[RunLatency]:  # fmt: skip
+        """The plain network of each space (every block at its widest; the uniform baseline's
+        scaled networks) timed in one run with the super-network's all-removed and full
+        networks."""
+        ...
+
 
 class OnnxRuntimeMeasurer:
     """Sub-networks of ``net`` as the device runs them (``graph``), timed with ONNX Runtime on
@@ -118,6 +130,34 @@ class OnnxRuntimeMeasurer:
             exported=self.exported,
         )  # fmt: skip
         return run_latencies(lut, [lat.median_ms for lat in lats], low.median_ms, high.median_ms)
+
+    def plain_latencies(
+        self, lut: LatencyTable, spaces: Sequence[SearchSpace], phase: str = "",
+        progress: Progress = no_progress,
+    ) -> list[RunLatency]:  # fmt: skip
+        space = self.net.space
+        anchors = [space.smallest(), space.largest()]
+        todo = [a for a in anchors if widths_key(a) not in self.exported]
+        self.exported.update(zip(map(widths_key, todo), self.graph.onnx_many(self.net, todo),
+                                 strict=True))  # fmt: skip
+        models = {widths_key(a): (self.exported[widths_key(a)], self.graph.feed()) for a in anchors}
+        keys = []
+        for i, scaled in enumerate(spaces):
+            key = f"plain {[s.channels for s in scaled.stages]}"
+            if key not in self.exported:
+                with torch.random.fork_rng(devices=[]):  # the caller's random state stays
+                    torch.manual_seed(i)  # the weights do not matter for latency; the shapes do
+                    network = SubNetwork(scaled, scaled.largest())
+                self.exported[key] = self.graph.onnx_module(network)
+            models[key] = (self.exported[key], self.graph.feed())
+            keys.append(key)
+            if phase:
+                progress(phase, i + 1, len(spaces) + 1)
+        latencies = measure_many(models, self.profile)
+        if phase:
+            progress(phase, len(spaces) + 1, len(spaces) + 1)
+        low, high = (latencies[widths_key(a)].median_ms for a in anchors)
+        return run_latencies(lut, [latencies[k].median_ms for k in keys], low, high)
 
 
 def draw_check_archs(

@@ -120,19 +120,40 @@ def stage_metrics(
         "searched_params": arch["params"],
     }
     for name in BASELINES:
-        o, t = outcomes[name], trained.get(name)
-        metrics[f"{name}_baseline_val_acc"] = round(t.val_acc if t else o.accuracy, 3)
-        metrics[f"{name}_baseline_inherited_val_acc"] = round(o.accuracy, 3)
-        figures = winner_figures(winners[name])
-        for key in ("measured_latency_ms", "aligned_latency_ms"):
-            metrics[f"{name}_baseline_{key}"] = round(figures[key], 5)
-        if t:
-            metrics[f"{name}_baseline_client_test_acc"] = round(t.client_test_acc, 3)
+        metrics.update(baseline_metrics(name, outcomes.get(name), trained.get(name),
+                                        winners.get(name)))  # fmt: skip
     if "netadapt_v1" in outcomes:
-        v1 = outcomes["netadapt_v1"]
-        metrics["netadapt_v1_seconds"] = round(v1.seconds, 2)
-        metrics["netadapt_v1_val_acc"] = round(v1.accuracy, 3)
+        v1, tuned = outcomes["netadapt_v1"], trained["netadapt_v1"]
+        phases = v1.iterations[0]
+        metrics.update({
+            "netadapt_v1_seconds": round(v1.seconds, 2),
+            **{f"netadapt_v1_{k}": round(phases[k], 2) for k in
+               ("pretrain_seconds", "search_seconds", "long_term_seconds", "monitor_seconds")},
+            "netadapt_v1_fine_tuned_val_acc": round(v1.accuracy, 3),
+            "netadapt_v1_val_acc": round(tuned.val_acc, 3),
+            "netadapt_v1_test_acc": round(tuned.test_acc, 3),
+            "netadapt_v1_client_test_acc": round(tuned.client_test_acc, 3),
+        })  # fmt: skip
         figures = winner_figures(winners["netadapt_v1"])
         for key in ("measured_latency_ms", "aligned_latency_ms"):
             metrics[f"netadapt_v1_{key}"] = round(figures[key], 5)
     return metrics
+
+
+def baseline_metrics(name: str, outcome: SearchOutcome | None, trained: TrainedNetwork | None,
+                     winner: RunLatency | None) -> dict[str, Any]:  # fmt: skip
+    """A baseline's keys, NaN where it did not run (the uniform multiplier with an imported
+    table) or was not trained. ``*_val_acc`` is the trained network's when it was trained.
+    Random search adds its inherited accuracy; the uniform baseline (no inherited weights) its
+    multiplier."""
+    o, t = outcome, trained
+    out = {f"{name}_baseline_{k}": round(v, 5) for k, v in winner_figures(winner).items()
+           if k != "measured_full_latency_ms"}  # fmt: skip
+    out[f"{name}_baseline_val_acc"] = round(t.val_acc if t else o.accuracy if o else NAN, 3)
+    out[f"{name}_baseline_test_acc"] = round(t.test_acc if t else NAN, 3)
+    out[f"{name}_baseline_client_test_acc"] = round(t.client_test_acc if t else NAN, 3)
+    if name == "uniform":
+        out["uniform_baseline_multiplier"] = o.iterations[0]["multiplier"] if o else NAN
+    else:
+        out[f"{name}_baseline_inherited_val_acc"] = round(o.accuracy if o else NAN, 3)
+    return out

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,12 +39,12 @@ from components.search.figures import pareto_figure
 from components.search.lut import DeviceGraph, LatencyTable
 from components.search.mcd import (
     CachedEvaluator,
-    Candidate,
     MCDConfig,
+    SearchError,
     SearchOutcome,
+    best_under,
     multi_layer_coordinate_descent,
     random_search,
-    uniform_baseline,
 )
 from components.search.measure import (
     LatencyMeasurer,
@@ -55,7 +55,8 @@ from components.search.measure import (
 )
 from components.search.netadapt import NetAdaptConfig, implant, netadapt_v1
 from components.search.records import SearchResult, TrainedNetwork, arch_key
-from components.search.training import SupernetEvaluator, train_network
+from components.search.training import SupernetEvaluator, long_term_finetune, train_network
+from components.search.uniform import uniform_multiplier
 from components.training.data import ServerData, load_server_data
 from components.training.trainer import fit
 
@@ -112,87 +113,162 @@ def round_record(search_budget: float, mcd: SearchOutcome, measured: RunLatency 
             "fits": measured.fits(budget, full_ms)}  # fmt: skip
 
 
+@dataclass
+class Baselines:
+    """``run_baselines``' result: every method's outcome (MCD's first), the uniform network's
+    figures from the run that chose it, NetAdapt v1's long-term fine-tuned network, and why a
+    baseline is missing."""
+
+    outcomes: dict[str, SearchOutcome]
+    plain: dict[str, RunLatency]
+    tuned: dict[str, TrainedNetwork]
+    missing: dict[str, str]
+
+
+def until_measured(
+    search: Callable[[float, SearchOutcome | None], SearchOutcome], lut: LatencyTable,
+    budget: float, measure: LatencyMeasurer | None, max_rounds: int,
+) -> tuple[list[SearchOutcome], float, list[dict[str, Any]]]:  # fmt: skip
+    """A search, then its winner measured on the device; while the winner misses the budget by
+    the rule of ``RunLatency.fits`` (its measured median above ``budget / table full`` times the
+    full network's measured median in the same run: the table was optimistic for it), the
+    search again (``search(budget, previous)``) for proportionally less, up to ``max_rounds``.
+    Returns every round's outcome, the budget the table was last asked for, and the rounds."""
+    full_ms = lut.info["full_ms"] if measure else NAN
+    search_budget, previous = budget, None
+    outcomes: list[SearchOutcome] = []
+    rounds: list[dict[str, Any]] = []
+    while True:
+        outcome = search(search_budget, previous)
+        outcomes.append(outcome)
+        measured = measure.latencies(lut, [outcome.widths])[0] if measure else None
+        rounds.append(round_record(search_budget, outcome, measured, budget, full_ms))
+        if measured is None or measured.fits(budget, full_ms) or len(rounds) >= max_rounds:
+            break
+        run_budget = measured.run_budget_ms(budget, full_ms)
+        search_budget = (min(search_budget, outcome.predicted_ms) * run_budget / measured.raw_ms
+                         * 0.99)  # fmt: skip
+        previous = outcome
+    return outcomes, search_budget, rounds
+
+
 def search_until_measured(
     params: Params, choices: list[list[int]], lut: LatencyTable, scorer: CachedEvaluator,
     budget: float, rng: np.random.Generator, measure: LatencyMeasurer | None, history: Path,
     progress: Progress,
 ) -> tuple[SearchOutcome, float, list[dict[str, Any]]]:  # fmt: skip
-    """MCD, then the winner measured on the device; while it misses the budget by the rule of
-    ``RunLatency.fits`` (its measured median above ``budget / table full`` times the full
-    network's measured median in the same run: the table was optimistic for it), search again
-    from it for proportionally less. Returns the outcome over all rounds, the budget the table
-    was last asked for, and the rounds."""
+    """MCD with the measured check (``until_measured``); a second round searches on from the
+    first's winner. Returns the outcome over all rounds, the budget the table was last asked
+    for, and the rounds."""
     s = params.search
     config = MCDConfig(s.candidates, s.layers_per_candidate, s.step_fraction, s.step_decay,
                        s.max_iterations)  # fmt: skip
-    full_ms = lut.info["full_ms"] if measure else NAN
     t0 = time.perf_counter()
-    search_budget, start = budget, None
-    rounds: list[dict[str, Any]] = []
-    iterations: list[dict[str, Any]] = []
-    evaluated: list[Candidate] = []
-    while True:
-        mcd = multi_layer_coordinate_descent(
-            choices, lut, scorer, search_budget, rng, config, start=start, history_path=history,
+
+    def mcd(search_budget: float, previous: SearchOutcome | None) -> SearchOutcome:
+        return multi_layer_coordinate_descent(
+            choices, lut, scorer, search_budget, rng, config,
+            start=None if previous is None else previous.widths, history_path=history,
             on_iteration=lambda r: progress("MCD iteration", r["iteration"], 0,
                                             {"target_ms": r["target_ms"],
                                              "val_acc": r["kept"]["accuracy"]}),
         )  # fmt: skip
-        iterations += mcd.iterations
-        evaluated += mcd.evaluated if not evaluated else mcd.evaluated[1:]
-        measured = measure.latencies(lut, [mcd.widths])[0] if measure else None
-        rounds.append(round_record(search_budget, mcd, measured, budget, full_ms))
-        if measured is None or measured.fits(budget, full_ms):
-            break
-        if len(rounds) >= s.max_measure_rounds:
-            break
-        run_budget = measured.run_budget_ms(budget, full_ms)
-        search_budget = min(search_budget, mcd.predicted_ms) * run_budget / measured.raw_ms * 0.99
-        start = mcd.widths
-    outcome = SearchOutcome("mcd", mcd.widths, mcd.predicted_ms, mcd.accuracy, evaluated,
-                            time.perf_counter() - t0, iterations)  # fmt: skip
+
+    runs, search_budget, rounds = until_measured(mcd, lut, budget, measure, s.max_measure_rounds)
+    evaluated = [c for i, r in enumerate(runs) for c in (r.evaluated if i == 0 else
+                                                         r.evaluated[1:])]  # fmt: skip
+    last = runs[-1]
+    outcome = SearchOutcome("mcd", last.widths, last.predicted_ms, last.accuracy, evaluated,
+                            time.perf_counter() - t0,
+                            [it for r in runs for it in r.iterations])  # fmt: skip
     return outcome, search_budget, rounds
+
+
+def random_until_measured(
+    params: Params, choices: list[list[int]], lut: LatencyTable, scorer: CachedEvaluator,
+    budget: float, rng: np.random.Generator, measure: LatencyMeasurer | None, evaluations: int,
+) -> tuple[SearchOutcome, list[dict[str, Any]]]:  # fmt: skip
+    """Random search with MCD's number of evaluations and the same measured check. A second
+    round takes the best of the candidates already evaluated under the smaller budget
+    (``best_under``: no new evaluation); where none is under it, it draws as many new ones under
+    the smaller budget (as MCD's second round evaluates new candidates too), and the outcome
+    holds every candidate evaluated. Its rounds go to the outcome's ``iterations``."""
+    t0 = time.perf_counter()
+
+    def draw(search_budget: float, previous: SearchOutcome | None) -> SearchOutcome:
+        if previous is None:
+            return random_search(choices, lut, scorer, search_budget, rng, evaluations)
+        if any(c.predicted_ms <= search_budget for c in previous.evaluated):
+            return best_under(previous, search_budget)
+        fresh = random_search(choices, lut, scorer, search_budget, rng, evaluations)
+        return replace(fresh, evaluated=previous.evaluated + fresh.evaluated)
+
+    runs, _, rounds = until_measured(draw, lut, budget, measure, params.search.max_measure_rounds)
+    outcome = replace(runs[-1], seconds=time.perf_counter() - t0, iterations=rounds)
+    return outcome, rounds
 
 
 def run_baselines(
     params: Params, inputs: Inputs, choices: list[list[int]], lut: LatencyTable,
-    scorer: CachedEvaluator, search_budget: float, budget: float, rng: np.random.Generator,
-    mcd: SearchOutcome, measure: LatencyMeasurer | None, progress: Progress,
-) -> dict[str, SearchOutcome]:  # fmt: skip
-    """Random search (as many evaluations as MCD), the uniform multiplier (the widest that fits
-    by measurement, by ``RunLatency.fits``) and, when asked, NetAdapt v1 - all for the same
-    budget and scorer."""
-    space = inputs.net.space
+    scorer: CachedEvaluator, budget: float, rng: np.random.Generator, mcd: SearchOutcome,
+    measure: LatencyMeasurer | None, progress: Progress,
+) -> Baselines:  # fmt: skip
+    """The baselines, for the same budget: random search (as many evaluations as MCD, scored by
+    the same evaluator, the same measured check and re-search); the uniform multiplier (a plain
+    network with every layer's channels scaled, the widest that fits by measurement; none with
+    an imported table, where nothing can be measured); and, with ``search.netadapt_v1``,
+    NetAdapt v1 (its own pre-training, the same measured check, long-term fine-tuning).
+    A baseline that cannot be built (no uniform multiplier meets the budget; random search
+    draws nothing under it) is left out with its reason in ``missing``: it does not stop the
+    search."""
     outcomes = {"mcd": mcd}
-    outcomes["random"] = random_search(choices, lut, scorer, search_budget, rng,
-                                       mcd.candidates_evaluated)  # fmt: skip
-    full_ms = lut.info.get("full_ms", NAN)
-    fits = (lambda w: measure.latencies(lut, [w])[0].fits(budget, full_ms)) if measure else None
-    outcomes["uniform"] = uniform_baseline(choices, lut, scorer, search_budget,
-                                           space.width_step, fits)  # fmt: skip
+    plain: dict[str, RunLatency] = {}
+    tuned: dict[str, TrainedNetwork] = {}
+    missing: dict[str, str] = {}
+    try:
+        outcomes["random"], _ = random_until_measured(
+            params, choices, lut, scorer, budget, rng, measure, mcd.candidates_evaluated
+        )
+    except SearchError as err:
+        log.warning("random search baseline: %s", err)
+        missing["random"] = str(err)
+    if measure is not None:
+        try:
+            outcomes["uniform"], plain["uniform"] = uniform_multiplier(
+                inputs.net.space,
+                lambda spaces: measure.plain_latencies(lut, spaces, "timing uniform multipliers",
+                                                       progress),
+                budget, lut.info["full_ms"],
+            )  # fmt: skip
+        except SearchError as err:
+            log.warning("uniform baseline: %s", err)
+            missing["uniform"] = str(err)
     if params.search.netadapt_v1:
-        outcomes["netadapt_v1"] = run_netadapt_v1(params, inputs.net, lut, inputs.data,
-                                                  search_budget, choices, progress)  # fmt: skip
-    return outcomes
+        outcomes["netadapt_v1"], tuned["netadapt_v1"] = run_netadapt_v1(
+            params, inputs, lut, budget, choices, measure, progress
+        )
+    return Baselines(outcomes, plain, tuned, missing)
 
 
 def train_winners(params: Params, inputs: Inputs, outcomes: dict[str, SearchOutcome],
                   progress: Progress) -> dict[str, TrainedNetwork]:  # fmt: skip
-    """Train the discovered network, and the baselines' winners with the same recipe and epochs
-    (an architecture two methods share is trained once)."""
-    to_train = {"mcd": outcomes["mcd"].widths}
+    """Train the discovered network, and the baselines' winners (random, uniform) with the same
+    recipe and epochs from scratch (an architecture two methods share is trained once)."""
+    names = ["mcd"]
     if params.search.train_baselines:
-        to_train.update({k: outcomes[k].widths for k in report.BASELINES})
+        names += [k for k in report.BASELINES if k in outcomes]
     recipe = params.supernet.model_copy(update={"epochs": params.search.train_epochs})
     trained: dict[str, TrainedNetwork] = {}
     done: dict[str, TrainedNetwork] = {}
-    for k, (name, widths) in enumerate(to_train.items(), 1):
-        key = arch_key(widths)
+    for k, name in enumerate(names, 1):
+        o = outcomes[name]
+        space = o.space or inputs.net.space
+        key = f"{[s.channels for s in space.stages]}:{arch_key(o.widths)}"
         if key not in done:
-            done[key] = train_network(name, widths, inputs.net, recipe, params.base.seed,
-                                      inputs.data, inputs.test, inputs.clients)  # fmt: skip
+            done[key] = train_network(name, o.widths, inputs.net, recipe, params.base.seed,
+                                      inputs.data, inputs.test, inputs.clients, space)  # fmt: skip
         trained[name] = done[key]
-        progress("training", k, len(to_train), {f"{name}_val_acc": trained[name].val_acc})
+        progress("training", k, len(names), {f"{name}_val_acc": trained[name].val_acc})
     return trained
 
 
@@ -241,17 +317,20 @@ def run(
     rng = np.random.default_rng(params.base.seed)
     with atomic_dir(workdir / params.paths.search) as out:
         # 2. MCD with the measured check; 3. the baselines, same budget and scorer
-        mcd, search_budget, rounds = search_until_measured(
+        mcd, _, rounds = search_until_measured(
             params, choices, lut, scorer, budget, rng, measure, out / "history.json", progress
         )
-        outcomes = run_baselines(params, inputs, choices, lut, scorer, search_budget, budget,
-                                 rng, mcd, measure, progress)  # fmt: skip
+        baselines = run_baselines(params, inputs, choices, lut, scorer, budget, rng, mcd, measure,
+                                  progress)  # fmt: skip
+        outcomes = baselines.outcomes
 
         # 4. with search.pareto_repeats, every evaluated candidate timed quickly (aligned, for the
-        #    plot), and the winners timed carefully in one run (measured, aligned, and judged by
-        #    RunLatency.fits)
+        #    plot), and the sub-network winners timed carefully in one run (measured, aligned, and
+        #    judged by RunLatency.fits; the uniform network's figures are from the run that
+        #    chose it)
         quick_aligned: dict[str, float] = {}
         winners: dict[str, RunLatency | None] = dict.fromkeys(outcomes)
+        winners.update(baselines.plain)
         if measure is not None:
             if s.pareto_repeats:
                 points = {arch_key(c.widths): c.widths
@@ -259,11 +338,12 @@ def run(
                 quick = measure.latencies(lut, list(points.values()), quick=True,
                                           phase="timing candidates", progress=progress)  # fmt: skip
                 quick_aligned = {k: q.aligned_ms for k, q in zip(points, quick, strict=True)}
-            runs = measure.latencies(lut, [o.widths for o in outcomes.values()])
-            winners = dict(zip(outcomes, runs, strict=True))
+            subnets = [k for k, o in outcomes.items() if o.space is None]
+            runs = measure.latencies(lut, [outcomes[k].widths for k in subnets])
+            winners.update(zip(subnets, runs, strict=True))
 
         # 5. train the discovered network (and the baselines' winners, for equal training)
-        trained = train_winners(params, inputs, outcomes, progress)
+        trained = {**train_winners(params, inputs, outcomes, progress), **baselines.tuned}
 
         device = profile.name if on_device else lut.device.get("name", "imported")
         arch = report.arch_record(space, mcd, trained["mcd"], winners["mcd"], budget, device)
@@ -271,6 +351,7 @@ def run(
         lut.save(out / "lut.json")
         history = report.history_record(budget, full_ms, rounds, outcomes, quick_aligned,
                                         winners, trained)  # fmt: skip
+        history["missing_baselines"] = baselines.missing
         write_json_atomic(out / "history.json", history)
         metrics = report.stage_metrics(arch, full_ms, lut_error, lut_error_source, lut_seconds,
                                        outcomes, trained, winners,
@@ -286,25 +367,46 @@ def run(
 
 
 def run_netadapt_v1(
-    params: Params, net: SuperNet, lut: LatencyTable, data: ServerData, budget: float,
-    choices: Sequence[Sequence[int]], progress: Progress,
-) -> SearchOutcome:  # fmt: skip
-    """NetAdapt v1 from scratch: train the full network plainly (its own cost), then search."""
-    s = params.search
+    params: Params, inputs: Inputs, lut: LatencyTable, budget: float,
+    choices: Sequence[Sequence[int]], measure: LatencyMeasurer | None, progress: Progress,
+) -> tuple[SearchOutcome, TrainedNetwork]:  # fmt: skip
+    """NetAdapt v1 as published, from scratch: pre-train the full network conventionally (the
+    super-network's recipe and epochs: a fair seed network), adapt it to the budget (one layer
+    per proposal, largest-L2-norm hidden channels kept, short-term fine-tuning; with the same
+    measured check and re-search as MCD, going on from its result), then long-term fine-tune the
+    result (``search.train_epochs`` of the same recipe, from its adapted weights) and score it
+    like the others. The outcome's ``iterations`` start with the three phases' seconds (each
+    training phase without its monitoring)."""
+    s, net, data = params.search, inputs.net, inputs.data
     t0 = time.perf_counter()
     torch.manual_seed(params.base.seed)
     plain = SubNetwork(net.space, net.space.largest())
     plain.norm.load_state_dict(net.norm.state_dict())
-    recipe = params.supernet  # the same epochs as the super-network: a fair seed network
-    pretrain = fit(plain, recipe, data, params.base.seed, progress=progress,
+    pretrain = fit(plain, params.supernet, data, params.base.seed, progress=progress,
                    phase="NetAdapt v1 pre-training epoch")  # fmt: skip
     container = SuperNet(net.space)
     implant(container, plain)
-    outcome = netadapt_v1(
-        container, choices, lut, data, budget, params.base.seed,
-        NetAdaptConfig(s.v1_step_fraction, s.step_decay, s.v1_finetune_steps),
-        on_iteration=lambda r: progress("NetAdapt v1 iteration", r["iteration"], 0),
-    )  # fmt: skip
-    outcome.seconds = time.perf_counter() - t0
-    outcome.iterations.insert(0, {"pretrain_seconds": pretrain.seconds})
-    return outcome
+    config = NetAdaptConfig(s.v1_step_fraction, s.step_decay, s.v1_finetune_steps)
+    t1 = time.perf_counter()
+
+    def adapt(search_budget: float, previous: SearchOutcome | None) -> SearchOutcome:
+        return netadapt_v1(
+            container, choices, lut, data, search_budget, params.base.seed, config,
+            start=None if previous is None else previous.widths,
+            on_iteration=lambda r: progress("NetAdapt v1 iteration", r["iteration"], 0),
+        )  # fmt: skip
+
+    runs, _, rounds = until_measured(adapt, lut, budget, measure, s.max_measure_rounds)
+    search_seconds = time.perf_counter() - t1
+    last = runs[-1]
+    recipe = params.supernet.model_copy(update={"epochs": s.train_epochs})
+    tuned = long_term_finetune(container, last.widths, recipe, params.base.seed, data,
+                               inputs.test, inputs.clients)  # fmt: skip
+    phases = {"pretrain_seconds": pretrain.seconds, "search_seconds": search_seconds,
+              "long_term_seconds": tuned.seconds,
+              "monitor_seconds": pretrain.monitor_seconds + tuned.monitor_seconds,
+              "measure_rounds": rounds}  # fmt: skip
+    outcome = SearchOutcome("netadapt_v1", last.widths, last.predicted_ms, last.accuracy,
+                            [c for r in runs for c in r.evaluated], time.perf_counter() - t0,
+                            [phases, *(it for r in runs for it in r.iterations)])  # fmt: skip
+    return outcome, tuned.network

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from components.config import SupernetParams
 from components.model.evaluate import accuracy, recalibrate_batch_norm
+from components.model.space import SearchSpace
 from components.model.subnet import SubNetwork, extract_subnet
 from components.model.supernet import SuperNet
 from components.search.records import TrainedNetwork
 from components.training.data import ServerData
-from components.training.trainer import fit
+from components.training.trainer import FitResult, fit
 
 
 class SupernetEvaluator:
@@ -27,23 +29,21 @@ class SupernetEvaluator:
         return accuracy(sub, self.data.val_x, self.data.val_y)
 
 
-def train_network(
-    method: str,
-    widths: list[int],
-    net: SuperNet,
-    recipe: SupernetParams,
-    seed: int,
-    data: ServerData,
-    test: ServerData,
-    clients: tuple[torch.Tensor, torch.Tensor],
-) -> TrainedNetwork:
-    """Train the discovered architecture from scratch on the server training split with the
-    super-network's ``recipe`` (its ``epochs`` set by the caller); the last epoch is kept: no
-    selection on validation. The input normalization is the super-network's."""
-    torch.manual_seed(seed)
-    model = SubNetwork(net.space, widths)
-    model.norm.load_state_dict(net.norm.state_dict())
-    result = fit(model, recipe, data, seed)
+@dataclass
+class Tuned:
+    """A network trained by ``long_term_finetune``: the scored network and the phase's training
+    and monitoring seconds."""
+
+    network: TrainedNetwork
+    seconds: float
+    monitor_seconds: float
+
+
+def scored(method: str, widths: list[int], model: SubNetwork, result: FitResult,
+           data: ServerData, test: ServerData, clients: tuple[torch.Tensor, torch.Tensor],
+           ) -> TrainedNetwork:  # fmt: skip
+    """A trained network's accuracies: server validation, server test and every client's test
+    clips (NaN without clients); ``seconds`` the training alone."""
     model.eval()
     return TrainedNetwork(
         method, widths, model,
@@ -53,3 +53,43 @@ def train_network(
         seconds=result.seconds,
         history=result.module.history,
     )  # fmt: skip
+
+
+def train_network(
+    method: str,
+    widths: list[int],
+    net: SuperNet,
+    recipe: SupernetParams,
+    seed: int,
+    data: ServerData,
+    test: ServerData,
+    clients: tuple[torch.Tensor, torch.Tensor],
+    space: SearchSpace | None = None,
+) -> TrainedNetwork:
+    """Train the architecture ``widths`` of ``space`` (default: the super-network's; the
+    uniform baseline's is a scaled one) from scratch on the server training split with the
+    super-network's ``recipe`` (its ``epochs`` set by the caller); the last epoch is kept: no
+    selection on validation. The input normalization is the super-network's."""
+    torch.manual_seed(seed)
+    model = SubNetwork(space or net.space, widths)
+    model.norm.load_state_dict(net.norm.state_dict())
+    return scored(method, widths, model, fit(model, recipe, data, seed), data, test, clients)
+
+
+def long_term_finetune(
+    container: SuperNet,
+    widths: list[int],
+    recipe: SupernetParams,
+    seed: int,
+    data: ServerData,
+    test: ServerData,
+    clients: tuple[torch.Tensor, torch.Tensor],
+) -> Tuned:
+    """NetAdapt's long-term fine-tuning: the adapted network ``widths`` (its weights held in
+    ``container``) trained on with ``recipe`` from those weights, then scored like a trained
+    winner."""
+    torch.manual_seed(seed)
+    model = extract_subnet(container, widths)
+    result = fit(model, recipe, data, seed)
+    network = scored("netadapt_v1", widths, model, result, data, test, clients)
+    return Tuned(network, result.seconds, result.monitor_seconds)

@@ -76,17 +76,27 @@ class StubMeasurer:
     """``components.search.measure.LatencyMeasurer`` for a device whose whole network
     ``widths`` takes ``device(widths)`` ms in the table's own measurement (default: what the
     table predicts) and ``later(device(widths))`` ms in every later run (default: the same;
-    an affine ``later`` is a drift that alignment undoes). Records its calls."""
+    an affine ``later`` is a drift that alignment undoes). A plain network of another space (the
+    uniform baseline's) takes ``plain(space)`` ms before ``later`` (default: the full network's
+    figure times the ratio of its channels, summed over stages, to the table space's). Records
+    its calls."""
 
     def __init__(
         self, table: LatencyTable | None = None,
         device: Callable[[Sequence[int]], float] | None = None,
         later: Callable[[float], float] = lambda ms: ms,
+        plain: Callable[[SearchSpace], float] | None = None,
     ) -> None:  # fmt: skip
         self.table = table or additive_table()
         self.device = device or self.table.predict
         self.later = later
+        self.plain = plain or self.channel_ratio
         self.calls: list[str] = []
+
+    def channel_ratio(self, space: SearchSpace) -> float:
+        full = self.table.space
+        ratio = sum(s.channels for s in space.stages) / sum(s.channels for s in full.stages)
+        return self.device(full.largest()) * ratio
 
     def ms(self, widths: Sequence[int]) -> float:
         """The raw median of ``widths`` in a run after the table's."""
@@ -109,6 +119,15 @@ class StubMeasurer:
         space = self.table.space
         return run_latencies(lut, [self.ms(a) for a in archs], self.ms(space.smallest()),
                              self.ms(space.largest()))  # fmt: skip
+
+    def plain_latencies(
+        self, lut: LatencyTable, spaces: Sequence[SearchSpace], phase: str = "",
+        progress: Progress = no_progress,
+    ) -> list[RunLatency]:  # fmt: skip
+        self.calls.append("plain latencies")
+        space = self.table.space
+        return run_latencies(lut, [self.later(self.plain(s)) for s in spaces],
+                             self.ms(space.smallest()), self.ms(space.largest()))  # fmt: skip
 
 
 def write_search_inputs(workdir: Path, train_seconds: float = 1.5) -> None:

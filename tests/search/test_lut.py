@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from components.errors import ConfigError
 from components.export.graph import device_graph
 from components.latency import Latency
 from components.model.space import SearchSpace, StageSpec
-from components.model.subnet import extract_subnet
+from components.model.subnet import SubNetwork, extract_subnet
 from components.model.supernet import SuperNet
 from components.search import lut
 from components.search.lut import (
@@ -25,6 +26,8 @@ from components.search.lut import (
     measurement_grid,
     network_latency,
 )
+from components.search.measure import OnnxRuntimeMeasurer
+from components.search.uniform import scaled_space
 from tests.helpers.search import QUICK, BackboneGraph
 from tests.helpers.spaces import TINY_FEATURES, randomized_supernet
 from tests.helpers.spaces import TINY_SPACE as SPACE
@@ -143,3 +146,21 @@ def test_graphs_exported_in_worker_processes_are_the_same_bytes(monkeypatch) -> 
     parallel = GRAPH.onnx_many(net, archs, workers=2, progress=lambda d, n: steps.append((d, n)))
     assert parallel == [GRAPH.onnx(net, w) for w in archs]
     assert steps == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_plain_networks_of_other_spaces_are_timed_as_the_device_runs_them() -> None:
+    """The uniform baseline's networks (every layer scaled, not sub-networks) are exported as
+    device graphs and timed in one run with the super-network's two anchors."""
+    net = randomized_supernet(space=SPACE)
+    measurer = OnnxRuntimeMeasurer(net, QUICK, GRAPH, 1, 5)
+    spaces = [scaled_space(SPACE, 1.0), scaled_space(SPACE, 0.5)]
+    device, _ = fake_measurer({0: 0.01, 1: 0.01, 2: 0.01}, base=0.5)
+    table = build_table(net, QUICK, STUB_GRAPH, measurer=device)
+    runs = measurer.plain_latencies(table, spaces)
+    assert len(runs) == 2 and all(r.raw_ms > 0 and r.run_full_ms > 0 for r in runs)
+    assert set(measurer.exported) == {"plain [16, 16]", "plain [8, 8]", lut.widths_key([0] * 3),
+                                      lut.widths_key(SPACE.largest())}  # fmt: skip
+    torch.manual_seed(1)
+    half = SubNetwork(spaces[1], spaces[1].largest())
+    assert measurer.exported["plain [8, 8]"] == device_graph(half.eval(), TINY_FEATURES,
+                                                             18).SerializeToString()  # fmt: skip

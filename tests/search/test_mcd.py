@@ -12,10 +12,9 @@ from components.search.mcd import (
     CachedEvaluator,
     MCDConfig,
     SearchError,
+    best_under,
     multi_layer_coordinate_descent,
     random_search,
-    uniform_baseline,
-    uniform_widths,
 )
 
 
@@ -146,16 +145,17 @@ def test_random_search_uses_the_budget_and_the_evaluation_count() -> None:
     assert result.accuracy == max(c.accuracy for c in result.evaluated)
 
 
-def test_uniform_baseline_is_the_widest_multiplier_that_fits() -> None:
-    choices = [[0, 8, 16, 24, 32], list(range(0, 65, 8))]
-    assert uniform_widths(choices, 0.5, 8) == [16, 32]
-    assert uniform_widths(choices, 7 / 8, 8) == [24, 56]  # 28 rounds down to the step
-    result = uniform_baseline(choices, SumLatency(), Weighted([1, 1]), 50.0, 8)
-    assert result.widths == [16, 32]  # 48 ms; 5/8 would be [16, 40] = 56 ms
-    measured_slower = uniform_baseline(
-        choices, SumLatency(), Weighted([1, 1]), 50.0, 8, fits=lambda w: sum(w) <= 40
-    )
-    assert measured_slower.widths == [8, 24]  # the device's verdict wins over the prediction
+def test_random_search_asked_again_picks_from_its_own_candidates() -> None:
+    choices = [list(range(0, 33, 8))] * 3
+    evaluator = Weighted([3, 2, 1])
+    first = random_search(choices, SumLatency(), evaluator, 40.0, np.random.default_rng(1), 10)
+    again = best_under(first, 24.0)
+    assert evaluator.calls == 10  # nothing new evaluated
+    pool = [c for c in first.evaluated if c.predicted_ms <= 24.0]
+    assert again.predicted_ms <= 24.0 and again.evaluated == first.evaluated
+    assert again.accuracy == max(c.accuracy for c in pool)
+    with pytest.raises(SearchError, match="no evaluated candidate"):
+        best_under(first, -1.0)
 
 
 def test_cached_evaluator_scores_once() -> None:

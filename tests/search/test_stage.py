@@ -33,8 +33,9 @@ METRIC_KEYS = {
     "candidates_evaluated", "mcd_iterations", "search_seconds", "supernet_train_seconds",
     "total_search_seconds", "train_seconds", "searched_macs", "searched_params",
     *(f"{name}_baseline_{key}" for name in report.BASELINES
-      for key in ("val_acc", "inherited_val_acc", "measured_latency_ms", "aligned_latency_ms",
+      for key in ("val_acc", "test_acc", "measured_latency_ms", "aligned_latency_ms",
                   "client_test_acc")),
+    "random_baseline_inherited_val_acc", "uniform_baseline_multiplier",
     "stage_seconds",
 }  # fmt: skip
 TABLE = additive_table()  # base 1 ms; layer 0 adds 1 ms per 8 channels, layer 1 1.5 ms
@@ -137,16 +138,58 @@ def test_winners_report_raw_and_aligned_latency(searched):
     assert history["quick_aligned_ms"][arch_key(widths)] == pytest.approx(DEVICE(widths))
 
 
-def test_the_uniform_baseline_is_judged_by_the_same_rule(searched):
-    """[8, 8] is predicted 3.5 ms and aligns to 4.0 ms, within the budget; but it measures
-    1.2 * 4 + 0.3 = 5.1 ms where the full network measures 8.1 ms, above 4 / 6.5 of it (4.98
-    ms): it misses, and the uniform baseline falls back to [0, 0]."""
-    _, result, _, _ = searched
-    assert result.outcomes["uniform"].widths == [0, 0]
+def test_the_uniform_baseline_is_a_scaled_plain_network_judged_by_the_same_rule(searched):
+    """STAGE_SPACE (16 + 16 channels) has one multiplier network below full: 1/2 (MobileNet's
+    rounding keeps 16 channels down to 9/16: 8 would be more than 10% below 9). The stub times
+    a plain network at its share of the full network's channels: the 8-channel one measures
+    1.2 * 3.25 + 0.3 = 4.2 ms, within 4 / 6.5 of the full network's 8.1 ms: it is the baseline,
+    every layer at 8 channels (stem and transition too), trained from scratch."""
+    _, result, measurer, _ = searched
+    uniform = result.outcomes["uniform"]
+    assert uniform.space is not None and [s.channels for s in uniform.space.stages] == [8, 8]
+    assert uniform.widths == [8, 8] and uniform.evaluated == []
+    # the narrowest alone, then every multiplier in one run
+    assert measurer.calls.count("plain latencies") == 2
     m = result.metrics
-    assert m["uniform_baseline_measured_latency_ms"] == round(1.2 * 1.0 + 0.3, 5)
-    assert m["uniform_baseline_aligned_latency_ms"] == pytest.approx(1.0)
-    assert all(c.predicted_ms <= BUDGET_MS for c in result.outcomes["random"].evaluated)
+    assert m["uniform_baseline_multiplier"] == 0.5
+    assert m["uniform_baseline_measured_latency_ms"] == round(4.2, 5)
+    assert m["uniform_baseline_aligned_latency_ms"] == pytest.approx(3.25)
+    trained = result.trained["uniform"]
+    assert trained.model.space == uniform.space and trained.model.stem[0].out_channels == 8
+    assert m["uniform_baseline_val_acc"] == round(trained.val_acc, 3)
+    assert result.history["uniform"]["stage_channels"] == [8, 8]
+
+
+def test_random_search_gets_the_same_measured_check(searched):
+    _, result, _, _ = searched
+    random = result.outcomes["random"]
+    assert random.candidates_evaluated == result.outcomes["mcd"].candidates_evaluated or (
+        random.candidates_evaluated < result.outcomes["mcd"].candidates_evaluated
+        and random.candidates_evaluated == 4  # the space holds four under the budget at most
+    )
+    rounds = random.iterations
+    assert rounds and all(set(r) >= {"measured_ms", "fits"} for r in rounds)
+    assert rounds[-1]["fits"] is True and rounds[-1]["widths"] == random.widths
+    assert all(c.predicted_ms <= BUDGET_MS for c in random.evaluated)
+
+
+def test_a_random_winner_that_misses_on_the_device_is_replaced_from_its_own_pool(tmp_path):
+    """The device is the table plus 0.5 ms where both layers are present, and 1.2x + 0.3 ms in
+    every later run: [8, 8] and [0, 16] (4 ms predicted, 1 + 3 = 4 aligned; [8, 8] 4.0 + 0.5)
+    miss the rule, so random search takes the best of its own candidates under the smaller
+    budget, and evaluates nothing new."""
+    measurer = StubMeasurer(device=DEVICE, later=later)
+    lut, _ = measurer.table_with([])
+    choices = [STAGE_SPACE.width_choices(i) for i in range(STAGE_SPACE.num_layers)]
+    scorer = CachedEvaluator(Favours([0, 16]))
+    outcome, rounds = search.random_until_measured(
+        params(), choices, lut, scorer, BUDGET_MS, np.random.default_rng(0), measurer, 9
+    )
+    first = rounds[0]
+    assert first["widths"] == [0, 16] and first["fits"] is False
+    assert len(rounds) == 2 and rounds[1]["fits"] is True
+    assert outcome.widths == rounds[1]["widths"] != [0, 16]
+    assert len(scorer.cache) == outcome.candidates_evaluated
 
 
 def test_metrics_have_the_documented_keys(searched):
@@ -270,3 +313,59 @@ def test_without_pareto_repeats_no_candidate_is_timed_and_the_plot_shows_predict
     rows = report.candidate_rows(result)  # the plot's rows (dvc plots)
     assert rows and all(r["aligned_ms"] == r["predicted_ms"] for r in rows)
     assert (result.out_dir / "pareto.png").stat().st_size > 0
+
+
+def test_netadapt_v1_is_pretrained_adapted_checked_long_term_tuned_and_scored(tmp_path):
+    write_search_inputs(tmp_path)
+    measurer = StubMeasurer(device=DEVICE, later=later)
+    result = search.run(params(netadapt_v1=True, v1_finetune_steps=2, v1_step_fraction=0.25,
+                               train_baselines=False), tmp_path, measurer=measurer)  # fmt: skip
+    v1, tuned, m = result.outcomes["netadapt_v1"], result.trained["netadapt_v1"], result.metrics
+    phases = v1.iterations[0]
+    assert set(phases) == {"pretrain_seconds", "search_seconds", "long_term_seconds",
+                           "monitor_seconds", "measure_rounds"}  # fmt: skip
+    assert phases["measure_rounds"][-1]["fits"] is True  # the same measured check as MCD
+    assert tuned.widths == v1.widths and tuned.model.widths == v1.widths
+    assert len(tuned.history) == params().search.train_epochs  # long-term fine-tuning epochs
+    assert m["netadapt_v1_val_acc"] == round(tuned.val_acc, 3)
+    assert m["netadapt_v1_fine_tuned_val_acc"] == round(v1.accuracy, 3)
+    assert {
+        "netadapt_v1_test_acc",
+        "netadapt_v1_client_test_acc",
+        "netadapt_v1_pretrain_seconds",
+        "netadapt_v1_long_term_seconds",
+        "netadapt_v1_measured_latency_ms",
+    } <= set(m)
+    assert result.history["winners"]["netadapt_v1"]["fits_budget"] is True
+    assert "uniform" not in result.trained and "random" not in result.trained
+
+
+def test_a_uniform_multiplier_that_never_fits_is_reported_missing_not_fatal(tmp_path):
+    write_search_inputs(tmp_path)
+    measurer = StubMeasurer(device=DEVICE, later=later, plain=lambda space: 100.0)
+    result = search.run(params(pareto_repeats=0), tmp_path, measurer=measurer)
+    assert "uniform" not in result.outcomes and "uniform" not in result.trained
+    assert "no uniform width multiplier meets" in result.history["missing_baselines"]["uniform"]
+    m = result.metrics
+    assert set(m) == METRIC_KEYS
+    assert math.isnan(m["uniform_baseline_val_acc"])
+    assert math.isnan(m["uniform_baseline_multiplier"])
+    assert "random" in result.trained  # the other baselines go on
+
+
+def test_random_search_draws_again_when_none_of_its_candidates_is_under_the_smaller_budget(
+    tmp_path,
+):
+    """Every network but the all-removed one takes 3 ms more on the device than the table says,
+    so everything random search drew (one candidate) misses, and none of its candidates is
+    under the smaller budget: it draws anew under it, and the all-removed network is what fits."""
+    measurer = StubMeasurer(device=lambda w: TABLE.predict(w) + (0.0 if not any(w) else 3.0))
+    lut, _ = measurer.table_with([])
+    choices = [STAGE_SPACE.width_choices(i) for i in range(STAGE_SPACE.num_layers)]
+    scorer = CachedEvaluator(Favours([16, 16]))
+    outcome, rounds = search.random_until_measured(
+        params(), choices, lut, scorer, BUDGET_MS, np.random.default_rng(0), measurer, 1
+    )
+    assert rounds[0]["widths"] != [0, 0] and rounds[0]["fits"] is False
+    assert rounds[-1]["fits"] is True and outcome.widths == [0, 0]
+    assert outcome.candidates_evaluated == len(scorer.cache) == 2
