@@ -107,9 +107,8 @@ def test_netadapt_keeps_the_largest_norm_channels_and_goes_on_from_a_start() -> 
                 if w < c]  # fmt: skip
     width = result.widths[layer]
     assert width > 0  # one step of 16 below the full network: no layer is removed
-    if width:
-        kept = net.searchable(layer).expand[0].weight[:width].flatten(1).norm(dim=1).tolist()
-        assert sorted(kept, reverse=True) == pytest.approx(top[layer][:width])
+    kept = net.searchable(layer).expand[0].weight[:width].flatten(1).norm(dim=1).tolist()
+    assert sorted(kept, reverse=True) == pytest.approx(top[layer][:width])
     again = netadapt_v1(net, choices, Channels(), data, 1.0 + sum(space.largest()) - 48, seed=0,
                         config=NetAdaptConfig(step_fraction=0.1, finetune_steps=0),
                         start=result.widths)  # fmt: skip
