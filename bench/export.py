@@ -63,7 +63,7 @@ def main() -> None:
         )
     if args.profile:
         params = params.model_copy(
-            update={"search": params.search.model_copy(update={"profile": args.profile})}
+            update={"search": params.search.model_copy(update={"profiles": [args.profile]})}
         )
     root = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="edgelearn-bench-export-") as tmp:
@@ -73,10 +73,11 @@ def main() -> None:
                 continue
             (work / rel).parent.mkdir(parents=True, exist_ok=True)
             (work / rel).symlink_to((root / rel).resolve())
-        print(f"exporting {params.paths.final} (profile {params.search.profile}) ...", flush=True)
+        print(f"exporting {params.paths.final} (profile {params.search.profiles[0]}) ...",
+              flush=True)  # fmt: skip
         result = stage.run(params, work, {"git_commit": git_commit(root)["git.commit"]})
         print("exporting the naive torch.stft graph for comparison ...", flush=True)
-        profile = load_profile(params.search.profile)
+        profile = load_profile(params.search.profiles[0])
         naive = naive_stft_graph(params, work, work / "naive.onnx", profile)
     m = result.metrics
 
@@ -111,7 +112,7 @@ def main() -> None:
     print()
     lat = result.latency
     print(table(
-        ["batch 1 latency, " + params.search.profile, "median ms", "p10 ms", "p90 ms", "ratio"],
+        ["batch 1 latency, " + params.search.profiles[0], "median ms", "p10 ms", "p90 ms", "ratio"],
         [["PyTorch eager", f"{lat['torch']['median_ms']:.3f}", f"{lat['torch']['p10_ms']:.3f}",
           f"{lat['torch']['p90_ms']:.3f}", ""],
          ["ONNX fp32", f"{lat['fp32']['median_ms']:.3f}", f"{lat['fp32']['p10_ms']:.3f}",

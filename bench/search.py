@@ -36,7 +36,8 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +50,14 @@ from components.supernet import stage as supernet_stage
 METHODS = ("mcd", "random", "uniform", "netadapt_v1")
 
 
-def run_seed(params: Params, seed: int, first: bool, pareto: Path) -> dict[str, Any]:
-    """One seed: the super-network and the search stage in a scratch workspace."""
+@contextmanager
+def seeded_workspace(params: Params, seed: int, bench: str) -> Iterator[tuple[Params, Path, Any]]:
+    """A scratch workspace for one seed: ``params`` with ``base.seed`` = ``seed``, the prepared
+    data (and an imported table) linked in, and the super-network trained there. Yields the
+    params, the workspace and the super-network stage's result; removed afterwards."""
     params = params.model_copy(update={"base": params.base.model_copy(update={"seed": seed})})
     root = Path.cwd()
-    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"bench-{bench}-") as tmp:
         work = Path(tmp)
         for rel in (params.paths.prepared, params.search.lut_import):
             if rel is None or Path(rel).is_absolute():
@@ -62,20 +66,24 @@ def run_seed(params: Params, seed: int, first: bool, pareto: Path) -> dict[str, 
             (work / rel).symlink_to((root / rel).resolve())
         print(f"seed {seed}: training the super-network ({params.supernet.epochs} epochs) ...",
               flush=True)  # fmt: skip
-        t0 = time.perf_counter()
-        supernet = supernet_stage.run(params, work)
-        supernet_wall = time.perf_counter() - t0
+        yield params, work, supernet_stage.run(params, work)
 
-        def progress(
-            phase: str, done: int, total: int, figures: Mapping[str, float] | None = None
-        ) -> None:
-            if not total or done == total:
-                print(f"  {phase}: {done}" + (f"/{total}" if total else ""), flush=True)
 
+def print_progress(
+    phase: str, done: int, total: int, figures: Mapping[str, float] | None = None
+) -> None:
+    """A line per finished phase (and per open-ended step)."""
+    if not total or done == total:
+        print(f"  {phase}: {done}" + (f"/{total}" if total else ""), flush=True)
+
+
+def run_seed(params: Params, seed: int, first: bool, pareto: Path) -> dict[str, Any]:
+    """One seed: the super-network and the search stage in a scratch workspace."""
+    with seeded_workspace(params, seed, "search") as (params, work, supernet):
         print(f"seed {seed}: searching (table, MCD, baselines, NetAdapt v1, training) ...",
               flush=True)  # fmt: skip
         t0 = time.perf_counter()
-        result = search_stage.run(params, work, progress=progress)
+        result = search_stage.run(params, work, progress=print_progress)
         search_wall = time.perf_counter() - t0
         if first:
             pareto.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +112,6 @@ def run_seed(params: Params, seed: int, first: bool, pareto: Path) -> dict[str, 
     times = {
         "supernet_train_seconds": supernet.metrics["train_seconds"],
         "supernet_monitor_seconds": supernet.metrics["monitor_seconds"],
-        "supernet_wall_seconds": supernet_wall,
         "lut_seconds": m["lut_seconds"],
         "mcd_seconds": m["search_seconds"],
         "mcd_train_seconds": m["train_seconds"],
@@ -157,12 +164,12 @@ def main() -> None:
     params = load_params(args.params)
     if args.report is not None:
         saved = json.loads(args.report.read_text())
-        report(saved["runs"], params.search.profile, saved["seeds"])
+        report(saved["runs"], params.search.profiles[0], saved["seeds"])
         return
     quiet()
     update: dict[str, Any] = {"netadapt_v1": True, "train_baselines": True}
     if args.profile:
-        update["profile"] = args.profile
+        update["profiles"] = [args.profile]
     if args.budget_fraction is not None:
         update.update(budget_fraction=args.budget_fraction, budget_ms=None)
     params = params.model_copy(update={"search": params.search.model_copy(update=update)})
@@ -172,7 +179,7 @@ def main() -> None:
         runs.append(run_seed(params, seed, i == 0, pareto))
         out = save(args.name, {"seeds": args.seeds[: i + 1],
                                "budget_fraction": args.budget_fraction, "runs": runs})  # fmt: skip
-    report(runs, params.search.profile, args.seeds)
+    report(runs, params.search.profiles[0], args.seeds)
     print(f"\nsaved {out} and {pareto}")
 
 

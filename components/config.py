@@ -213,7 +213,12 @@ class SupernetParams(Section):
 class SearchParams(Section):
     """NetAdaptV2 multi-layer coordinate descent over the super-network, on measured latency."""
 
-    profile: str = "cpu-1thread"  # a name under configs/devices/ or a path to a profile YAML
+    # the devices: names under configs/devices/ or paths to profile YAMLs. One super-network,
+    # one searched network per device; the first is the primary device (federated fine-tuning,
+    # export/bundle), every other one gets search/devices/<name>/ and export/devices/<name>/
+    profiles: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["cpu-1thread"]
+    )
     budget_ms: Annotated[float, Field(gt=0.0)] | None = None  # overrides the profile's budget
     budget_fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # ... of the full net
     lut_import: str | None = None  # a lut.json measured elsewhere (e.g. on a phone): no measuring
@@ -235,6 +240,22 @@ class SearchParams(Section):
     max_measure_rounds: Annotated[int, Field(ge=1)] = 3  # re-search if the measured figure fails
     train_epochs: Annotated[int, Field(ge=1)] = 20  # training of the discovered network
     train_baselines: bool = True  # train the uniform and random winners the same way
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_profile(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "profile" in data:
+            raise ValueError(
+                f"`profile` is now `profiles`, a list of devices (write profiles: "
+                f"[{data['profile']}])"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _distinct_profiles(self) -> SearchParams:
+        if len(set(self.profiles)) < len(self.profiles):
+            raise ValueError(f"profiles lists a device twice: {self.profiles}")
+        return self
 
 
 class PvtParams(Section):

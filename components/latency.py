@@ -64,6 +64,10 @@ class DeviceProfile(BaseModel):
     engine: Literal["onnxruntime"] = "onnxruntime"
     execution_provider: str = "CPUExecutionProvider"
     threads: Annotated[int, Field(ge=1)] = 1
+    # ONNX Runtime's graph optimizations: "all" (the default, with layout and fused kernels),
+    # or "basic" (constant folding and redundant-node removal only: what an ORT-format model for
+    # the mobile runtime is usually saved with), "extended", "disabled"
+    graph_optimization: Literal["all", "extended", "basic", "disabled"] = "all"
     warmup: Annotated[int, Field(ge=0)] = 50
     repeats: Annotated[int, Field(ge=5)] = 200  # at least this many samples per model
     min_sample_ms: Annotated[float, Field(ge=0.0)] = 1.0  # batch runs into samples this long
@@ -84,6 +88,13 @@ class DeviceProfile(BaseModel):
         return self
 
 
+# A fleet (search.profiles beyond the first): each further device's search outputs and trained
+# network go to <paths.search>/devices/<name>/ (the network: model.pt), its bundle to
+# <paths.export>/devices/<name>/.
+DEVICES_DIR = "devices"
+DEVICE_MODEL = "model.pt"
+
+
 def known_profiles(directory: Path | None = None) -> list[str]:
     directory = directory or devices_dir()
     return sorted(p.stem for p in directory.glob("*.yaml"))
@@ -98,8 +109,8 @@ def load_profile(name_or_path: str, directory: Path | None = None) -> DeviceProf
         if not path.is_file():
             known = ", ".join(known_profiles(directory)) or "(none)"
             raise ConfigError(
-                f"search.profile: unknown device profile '{name_or_path}'; known profiles: {known} "
-                f"(in {directory}), or give a path to a profile YAML"
+                f"search.profiles: unknown device profile '{name_or_path}'; known profiles: "
+                f"{known} (in {directory}), or give a path to a profile YAML"
             )
     try:
         data = yaml.safe_load(path.read_text())
@@ -157,6 +168,14 @@ def median_interval(samples: np.ndarray, z: float = 1.96) -> tuple[float, float]
     return float(s[lo]), float(s[hi])
 
 
+OPTIMIZATION_LEVELS = {
+    "all": lambda ort: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": lambda ort: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": lambda ort: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "disabled": lambda ort: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+
+
 def session(model: bytes | str | Path, profile: DeviceProfile) -> Any:
     import onnxruntime as ort
 
@@ -165,6 +184,7 @@ def session(model: bytes | str | Path, profile: DeviceProfile) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    opts.graph_optimization_level = OPTIMIZATION_LEVELS[profile.graph_optimization](ort)
     source = model if isinstance(model, bytes) else str(model)
     available = ort.get_available_providers()
     if profile.execution_provider not in available:

@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", metavar="DIR", help="the probe folder to write (replaced whole)")
     p.add_argument("--profile", default=None,
                    help="device profile whose timing settings the device uses "
-                        "(default: search.profile)")  # fmt: skip
+                        "(default: the first of search.profiles)")  # fmt: skip
     p.add_argument("--width-stride", type=positive_int, default=None, metavar="K",
                    help="measure every K-th width (default: search.lut_width_stride)")  # fmt: skip
     p.set_defaults(func=cmd_probe_export)

@@ -107,7 +107,7 @@ Raw 16 kHz audio ({meta["clip_samples"]} samples) in, a score per class of `labe
 | architecture | widths {arch["widths"]}, {arch["parameters"]} parameters, {arch["macs"]} MACs |
 | test accuracy (fp32, held-out server + client test clips) | {m["fp32_test_acc"]}% |
 | int8 | {m["int8_test_acc"]}%, {int8} |
-| latency on `{params.search.profile}` (batch 1, median) | {latency} |
+| latency on `{params.search.profiles[0]}` (batch 1, median) | {latency} |
 | parity with PyTorch | max abs diff {m["parity_max_abs_diff"]:.2g} |
 | streaming detection (test streams, threshold {m["detection_threshold"]}) | {detection} |
 | real human voices ({m["real_voice_clips"]} clips Debian ships) | {real} |
@@ -136,6 +136,10 @@ def export_flow(params_path: str = "params.yaml", progress: bool | None = None) 
         }
         result = export.run(s.params, s.workdir, provenance)
         version = log_and_register(result, s.params)
+        for device, bundle in result.fleet_bundles.items():  # a fleet: the further devices'
+            mlflow.log_artifacts(str(bundle), f"export/devices/{device}/bundle")
+            mlflow.log_metrics({f"{device}.{k}": float(v)
+                                for k, v in result.metrics["fleet"][device].items()})  # fmt: skip
         s.log_figures({"detection_tradeoff": detection_tradeoff(
             result.metrics["detection_curve"], result.metrics["detection_threshold"],
             s.params.export.target_false_accepts_per_hour)})  # fmt: skip

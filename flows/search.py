@@ -37,8 +37,22 @@ def search_flow(params_path: str = "params.yaml", progress: bool | None = None) 
         for name in ARTIFACTS:
             mlflow.log_artifact(str(result.out_dir / name), artifact_path="search")
         mlflow.log_artifact(str(result.model_path), artifact_path="models")
+        for device, r in result.devices.items():  # a fleet: every further device's search
+            for name in (*ARTIFACTS, r.model_path.name):
+                mlflow.log_artifact(str(r.out_dir / name), artifact_path=f"search/{device}")
+            mlflow.log_metrics(
+                {
+                    f"{device}.{k}": float(v)
+                    for k, v in r.metrics.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)
+                }
+            )
         mlflow.set_tags(
-            {"search.widths": str(result.arch["widths"]), "search.device": result.arch["device"]}
+            {
+                "search.widths": str(result.arch["widths"]),
+                "search.device": result.arch["device"],
+                **{f"search.{d}.widths": str(r.arch["widths"]) for d, r in result.devices.items()},
+            }
         )
         return s.finish(
             result.metrics,

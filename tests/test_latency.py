@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 import time
 from pathlib import Path
 
@@ -101,3 +102,26 @@ def test_interleaved_timing_alternates_models_and_spans_min_seconds() -> None:
     )
     with pytest.raises(NoisyMeasurementError, match="latency of a, b on 'test'"):
         time_interleaved({"a": jittery(), "b": jittery()}, strict)  # both stay uncertain
+
+
+@pytest.mark.parametrize("level", ["all", "extended", "basic", "disabled"])
+def test_a_profiles_graph_optimization_level_reaches_both_harnesses(level: str) -> None:
+    """The host's sessions and the probe's torch-free measure.py open graphs the same way."""
+    import onnxruntime as ort
+
+    from components.latency import session
+    from components.search import probe_measure
+
+    model = onnx_bytes(torch.nn.Linear(4, 2), (torch.zeros(1, 4),))
+    expected = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}[level]  # fmt: skip
+    host = session(model, QUICK.model_copy(update={"graph_optimization": level}))
+    assert host.get_session_options().graph_optimization_level == expected
+    assert load_profile("cpu-1thread-basic").graph_optimization == "basic"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        path.write_bytes(model)
+        probe = probe_measure.open_session(path, 1, "CPUExecutionProvider", level)
+        assert probe.get_session_options().graph_optimization_level == expected

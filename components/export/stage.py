@@ -14,7 +14,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -53,10 +53,18 @@ from components.export.verify import (
 )
 from components.features import LogMelFrontend
 from components.io import atomic_dir
-from components.latency import DeviceProfile, Latency, load_profile, session, time_interleaved
+from components.latency import (
+    DEVICE_MODEL,
+    DEVICES_DIR,
+    DeviceProfile,
+    Latency,
+    load_profile,
+    session,
+    time_interleaved,
+)
 from components.model.checkpoint import load_subnet_file
 from components.model.space import SearchSpace, count_macs
-from components.model.subnet import count_parameters
+from components.model.subnet import SubNetwork, count_parameters
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,7 @@ class ExportResult:
     latency: dict[str, dict[str, float]]
     example: np.ndarray  # one real test clip, (1, samples) float32: MLflow's input example
     example_outputs: dict[str, np.ndarray]
+    fleet_bundles: dict[str, Path] = field(default_factory=dict)  # further devices' bundles
 
 
 def test_rows(data: PreparedData) -> dict[str, np.ndarray]:
@@ -99,93 +108,147 @@ def calibration_rows(data: PreparedData, clips: int, seed: int) -> np.ndarray:
 def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResult:
     """Export, verify, quantize, time and bundle; ``provenance`` (git commit, DVC hashes, the
     MLflow run id) goes into the bundle's metadata as given. ``paths.export`` is replaced whole
-    at the end, or not at all when a hard check fails."""
+    at the end, or not at all when a hard check fails. The primary device's bundle (the first of
+    ``search.profiles``, the federated fine-tuned network ``paths.final``) is ``bundle/``; with
+    a fleet, every further device's (its network from ``paths.search/devices/<name>/``, trained
+    on server data by the search stage) is ``devices/<name>/bundle/``, with the same checks."""
     started = time.monotonic()
-    p = params.export
     out_dir = workdir / params.paths.export
-    model_path = workdir / params.paths.final
-    net, _payload = load_subnet_file(model_path)
-    data = load_prepared(workdir / params.paths.prepared)
-    check_num_classes(workdir / params.paths.prepared, data.classes, model_path,
-                      net.head.out_features)  # fmt: skip
-    profile = load_profile(params.search.profile)
+    prepared = workdir / params.paths.prepared
+    final = workdir / params.paths.final
+    networks = [(load_subnet_file(final)[0], final, params.paths.final, FINE_TUNED)]
+    data = load_prepared(prepared)
+    profiles = [load_profile(entry) for entry in params.search.profiles]
+    for profile in profiles[1:]:
+        rel = f"{params.paths.search}/{DEVICES_DIR}/{profile.name}/{DEVICE_MODEL}"
+        if not (workdir / rel).is_file():
+            raise EdgelearnError(
+                f"{workdir / rel}: device {profile.name!r} of search.profiles has no searched "
+                "network: run the search stage for it"
+            )
+        networks.append((load_subnet_file(workdir / rel)[0], workdir / rel, rel, SERVER_TRAINED))
     rows = test_rows(data)
+    if sum(len(r) for r in rows.values()) == 0:
+        raise EdgelearnError(f"{prepared}: no test clips to verify with")
+
+    with atomic_dir(out_dir) as staging:
+        built = []
+        for k, (profile, network) in enumerate(zip(profiles, networks, strict=True)):
+            if len(profiles) > 1:
+                log.info("bundle %d of %d: %s", k + 1, len(profiles), profile.name)
+            target = staging if k == 0 else staging / DEVICES_DIR / profile.name
+            built.append(build_bundle(params, *network, prepared, data, rows, profile, target,
+                                      provenance))  # fmt: skip
+
+    primary = built[0]
+    metrics = primary.metrics
+    metrics["devices"] = len(profiles)
+    if len(profiles) > 1:
+        metrics["fleet"] = {p.name: {k: b.metrics[k] for k in HEADLINE if k in b.metrics}
+                            for p, b in zip(profiles[1:], built[1:], strict=True)}  # fmt: skip
+    metrics["export_seconds"] = round(time.monotonic() - started, 2)
+    example_outputs = dict(zip(OUTPUT_NAMES, primary.fp32_out[:, :1], strict=True))
+    return ExportResult(
+        metrics, out_dir / bundle_files.FP32_MODEL,
+        out_dir / bundle_files.INT8_MODEL if primary.int8_shipped else None,
+        out_dir / "bundle", primary.metadata, primary.latency, primary.example, example_outputs,
+        {p.name: out_dir / DEVICES_DIR / p.name / "bundle" for p in profiles[1:]},
+    )  # fmt: skip
+
+
+FINE_TUNED = "federated fine-tuning (finetune stage) of the searched network"
+SERVER_TRAINED = ("the search stage's training on server data only (federated fine-tuning runs "
+                  "for the primary device's network, the first of search.profiles)")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Built:
+    """One bundle, built and checked: its metrics, metadata, latencies and fp32 test scores."""
+
+    metrics: dict[str, Any]
+    metadata: dict[str, Any]
+    latency: dict[str, dict[str, float]]
+    fp32_out: np.ndarray
+    example: np.ndarray
+    int8_shipped: bool
+
+
+def build_bundle(
+    params: Params, net: SubNetwork, model_path: Path, model_rel: str, training: str,
+    prepared: Path,
+    data: PreparedData, rows: dict[str, np.ndarray], profile: DeviceProfile, target: Path,
+    provenance: dict[str, Any],
+) -> Built:  # fmt: skip
+    """``net`` (read from ``model_path``) with its log-mel frontend as one graph, checked against
+    PyTorch on every test clip, quantized, timed on ``profile``, its streaming detection and
+    real voices measured, written to ``target``: ``bundle/`` (graphs, labels, metadata, sums),
+    ``real_voices/`` and the graphs again at the top. Raises when a hard check fails."""
+    p = params.export
+    check_num_classes(prepared, data.classes, model_path, net.head.out_features)
     all_test = np.concatenate(list(rows.values()))
-    if len(all_test) == 0:
-        raise EdgelearnError(f"{workdir / params.paths.prepared}: no test clips to verify with")
     labels = data.labels[all_test]
 
     # What PyTorch runs: the training frontend (torch.stft) and the trained network, unchanged.
     reference = AudioClassifier(LogMelFrontend(params.features), net).eval()
     proto = device_graph(net, params.features, p.opset)
+    bundle = target / "bundle"
+    bundle.mkdir(parents=True)
+    fp32 = bundle / bundle_files.FP32_MODEL
+    int8 = bundle / bundle_files.INT8_MODEL
+    fp32.write_bytes(proto.SerializeToString())
 
-    with atomic_dir(out_dir) as staging:
-        bundle = staging / "bundle"
-        bundle.mkdir()
-        fp32 = bundle / bundle_files.FP32_MODEL
-        int8 = bundle / bundle_files.INT8_MODEL
-        fp32.write_bytes(proto.SerializeToString())
+    log.info("scoring %d test clips with PyTorch and ONNX Runtime", len(all_test))
+    torch_out = torch_scores(reference, audio_batches(data.audio, all_test))
+    fp32_out = ort_scores(ort_session(str(fp32)), audio_batches(data.audio, all_test))
+    fp32_parity = parity(fp32_out, torch_out)
+    check_parity(fp32_parity, p.parity_atol, p.parity_min_agreement_pct)
 
-        log.info("scoring %d test clips with PyTorch and ONNX Runtime", len(all_test))
-        torch_out = torch_scores(reference, audio_batches(data.audio, all_test))
-        fp32_out = ort_scores(ort_session(str(fp32)), audio_batches(data.audio, all_test))
-        fp32_parity = parity(fp32_out, torch_out)
-        check_parity(fp32_parity, p.parity_atol, p.parity_min_agreement_pct)
+    cal = calibration_rows(data, p.calibration_clips, params.base.seed)
+    quant, int8_out = try_int8(fp32, int8, data, cal, all_test, p)
+    example = next(audio_batches(data.audio, all_test[:1]))
+    log.info("timing PyTorch eager, ONNX fp32 and ONNX int8 on '%s'", profile.name)
+    latency = measure_graphs(reference, fp32, int8 if int8_out is not None else None,
+                             example, profile)  # fmt: skip
+    fp32_acc = accuracy_pct(fp32_out[0], labels)
+    if int8_out is None:
+        decision = refused(str(quant["refused"]))
+    else:
+        decision = decide_int8(fp32_acc, accuracy_pct(int8_out[0], labels),
+                               latency["fp32"].median_ms, latency["int8"].median_ms,
+                               p.int8_max_acc_drop, p.int8_min_speedup)  # fmt: skip
+    require_int8(decision, p.int8)
+    for reason in decision.reasons:
+        log.warning("int8 model not shipped: %s", reason)
+    int8_bytes = int8.stat().st_size if int8.exists() else 0
+    if not decision.shipped:
+        int8.unlink(missing_ok=True)
 
-        cal = calibration_rows(data, p.calibration_clips, params.base.seed)
-        quant, int8_out = try_int8(fp32, int8, data, cal, all_test, p)
-        example = next(audio_batches(data.audio, all_test[:1]))
-        log.info("timing PyTorch eager, ONNX fp32 and ONNX int8 on '%s'", profile.name)
-        latency = measure_graphs(reference, fp32, int8 if int8_out is not None else None,
-                                 example, profile)  # fmt: skip
-        fp32_acc = accuracy_pct(fp32_out[0], labels)
-        if int8_out is None:
-            decision = refused(str(quant["refused"]))
-        else:
-            decision = decide_int8(fp32_acc, accuracy_pct(int8_out[0], labels),
-                                   latency["fp32"].median_ms, latency["int8"].median_ms,
-                                   p.int8_max_acc_drop, p.int8_min_speedup)  # fmt: skip
-        require_int8(decision, p.int8)
-        for reason in decision.reasons:
-            log.warning("int8 model not shipped: %s", reason)
-        int8_bytes = int8.stat().st_size if int8.exists() else 0
-        if not decision.shipped:
-            int8.unlink(missing_ok=True)
-
-        metrics = summarize(rows, data, fp32_out, int8_out, torch_out, fp32_parity, latency,
-                            fp32.stat().st_size, int8_bytes, len(cal), decision)  # fmt: skip
-        quant = {k: v for k, v in quant.items() if k != "refused"} | decision.to_dict()
-        metadata = bundle_metadata(
-            params, data.classes, net.config, count_parameters(net), proto, quant, metrics, latency,
-            {**provenance, "model_file": params.paths.final,
-             "model_sha256": bundle_files.sha256_file(model_path),
-             "prepared_data": params.paths.prepared},
-        )  # fmt: skip
-        # the fp32 graph as the device runs it, before metadata.json and the sums are written;
-        # hours of audio are scored on every core (the scores are the same, only faster)
-        device = Predictor(bundle_files.Bundle(bundle, metadata, data.classes), threads=0)
-        detection = measure_detection(device, metadata, data, p, params.base.seed)
-        metrics |= detection.metrics
-        metadata |= detection.metadata
-        voices, summary = score_real_voices(device, metadata, data.classes,
-                                            staging / REAL_VOICES)  # fmt: skip
-        metrics |= voices
-        metadata["real_voices"] = summary
-        (bundle / bundle_files.LABELS).write_text(json.dumps(data.classes, indent=2) + "\n")
-        (bundle / bundle_files.METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
-        models = [bundle_files.FP32_MODEL] + [bundle_files.INT8_MODEL] * decision.shipped
-        bundle_files.write_sums(bundle, [*models, bundle_files.LABELS, bundle_files.METADATA])
-        for name in models:  # the graphs also at the top of paths.export, as before
-            shutil.copyfile(bundle / name, staging / name)
-
-    metrics["export_seconds"] = round(time.monotonic() - started, 2)
-    example_outputs = dict(zip(OUTPUT_NAMES, fp32_out[:, :1], strict=True))
-    return ExportResult(
-        metrics, out_dir / bundle_files.FP32_MODEL,
-        out_dir / bundle_files.INT8_MODEL if decision.shipped else None,
-        out_dir / "bundle", metadata, {k: v.to_dict() for k, v in latency.items()}, example,
-        example_outputs,
+    metrics = summarize(rows, data, fp32_out, int8_out, torch_out, fp32_parity, latency,
+                        fp32.stat().st_size, int8_bytes, len(cal), decision)  # fmt: skip
+    quant = {k: v for k, v in quant.items() if k != "refused"} | decision.to_dict()
+    metadata = bundle_metadata(
+        params, data.classes, net.config, count_parameters(net), proto, quant, metrics, latency,
+        {**provenance, "model_file": model_rel,
+         "model_sha256": bundle_files.sha256_file(model_path),
+         "prepared_data": params.paths.prepared}, profile.name, training,
     )  # fmt: skip
+    # the fp32 graph as the device runs it, before metadata.json and the sums are written;
+    # hours of audio are scored on every core (the scores are the same, only faster)
+    device = Predictor(bundle_files.Bundle(bundle, metadata, data.classes), threads=0)
+    detection = measure_detection(device, metadata, data, p, params.base.seed)
+    metrics |= detection.metrics
+    metadata |= detection.metadata
+    voices, summary = score_real_voices(device, metadata, data.classes, target / REAL_VOICES)
+    metrics |= voices
+    metadata["real_voices"] = summary
+    (bundle / bundle_files.LABELS).write_text(json.dumps(data.classes, indent=2) + "\n")
+    (bundle / bundle_files.METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
+    models = [bundle_files.FP32_MODEL] + [bundle_files.INT8_MODEL] * decision.shipped
+    bundle_files.write_sums(bundle, [*models, bundle_files.LABELS, bundle_files.METADATA])
+    for name in models:  # the graphs also at the top of the device's folder, as before
+        shutil.copyfile(bundle / name, target / name)
+    return Built(metrics, metadata, {k: v.to_dict() for k, v in latency.items()}, fp32_out,
+                 example, decision.shipped)  # fmt: skip
 
 
 def try_int8(
@@ -273,7 +336,7 @@ def bundle_metadata(
     params: Params, classes: list[str], architecture: dict[str, Any], num_parameters: int,
     proto: onnx.ModelProto,
     quantization: dict[str, Any], metrics: dict[str, Any], latency: dict[str, Latency],
-    provenance: dict[str, Any],
+    provenance: dict[str, Any], device: str, training: str,
 ) -> dict[str, Any]:  # fmt: skip
     """What a device integrator needs to feed the graph and trust it, as JSON."""
     f = params.features
@@ -315,6 +378,7 @@ def bundle_metadata(
             "parameters": num_parameters,
             "macs": count_macs(space, architecture["widths"]),
         },
+        "training": training,
         "quantization": quantization,
         "verification": {
             k: metrics[k]
@@ -328,7 +392,7 @@ def bundle_metadata(
             )
         },
         "latency_ms": {
-            "profile": params.search.profile,
+            "profile": device,
             **{k: round(v.median_ms, 4) for k, v in latency.items()},
         },
         "provenance": provenance,

@@ -117,10 +117,10 @@ def export_from_params(
     params: Params, out_dir: Path, profile_name: str | None = None,
     width_stride: int | None = None, workdir: Path = Path("."),
 ) -> dict[str, Any]:  # fmt: skip
-    """The probe of the workspace's super-network (``paths.supernet``) with ``search.profile``'s
+    """The probe of the workspace's super-network (``paths.supernet``) with ``search.profiles[0]``'s
     timing settings and ``search.lut_width_stride`` unless given; the graphs are the ones the
     export stage would ship (``features``, ``export.opset``)."""
-    profile = load_profile(profile_name or params.search.profile)
+    profile = load_profile(profile_name or params.search.profiles[0])
     net, _ = load_supernet_file(workdir / params.paths.supernet)
     stride = width_stride or params.search.lut_width_stride
     graph = DeviceGraph(params.features, params.export.opset)

@@ -135,7 +135,10 @@ def _integers(values: list[Any]) -> None:
         raise TypeError(f"expected integers, found {values!r}")
 
 
-def open_session(path: Path, threads: int, provider: str) -> Any:
+OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")  # the profile's names
+
+
+def open_session(path: Path, threads: int, provider: str, optimization: str = "all") -> Any:
     """One ONNX Runtime session set up as the host's timing harness sets it up."""
     available = ort.get_available_providers()
     if provider not in available:
@@ -146,6 +149,12 @@ def open_session(path: Path, threads: int, provider: str) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
+    opts.graph_optimization_level = {
+        "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
     try:
         return ort.InferenceSession(str(path), opts, providers=[provider])
     except Exception as err:  # noqa: BLE001 - whatever the engine says, the advice is the same
@@ -278,11 +287,15 @@ def measure(probe: Probe, args: argparse.Namespace, terminal: bool) -> dict[str,
         timing.update(QUICK)
     threads = int(args.threads or device.get("threads", 1))
     provider = str(args.provider or device.get("execution_provider", "CPUExecutionProvider"))
+    optimization = str(device.get("graph_optimization", "all"))
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ProbeError(f"probe.json: device.graph_optimization is {optimization!r}; expected "
+                         f"one of {', '.join(OPTIMIZATION_LEVELS)}")  # fmt: skip
     shape = [int(n) for n in data["input"]["shape"]]
     feed = {str(data["input"]["name"]): np.zeros(shape, dtype=np.float32)}
     runs: dict[str, Callable[[], object]] = {}
     for name, file in probe.files().items():
-        sess = open_session(file, threads, provider)
+        sess = open_session(file, threads, provider, optimization)
         runs[name] = partial(sess.run, None, feed)
     print(f"measuring {len(runs)} graphs ({len(probe.entries)} table entries) with ONNX Runtime "
           f"{ort.__version__}, {provider}, {threads} thread(s), to +-"

@@ -44,3 +44,4 @@ class SearchResult:
     out_dir: Path
     model_path: Path
     history: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, SearchResult] = field(default_factory=dict)  # the fleet's other devices

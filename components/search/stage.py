@@ -2,7 +2,10 @@
 super-network, check the winners' latency on the device, and train the discovered network.
 
 Outputs (``paths.search`` is written whole or not at all): ``arch.json``, ``lut.json``,
-``history.json``, ``pareto.png`` there, and ``paths.searched`` (the trained network).
+``history.json``, ``pareto.png`` there, and ``paths.searched`` (the trained network), for the
+primary device (the first of ``search.profiles``). A fleet (more profiles) searches the same
+super-network once per device: each further device's four files and its trained network
+(``model.pt``) go to ``paths.search/devices/<name>/``, its metrics to the stage's ``fleet``.
 
 Latency figures, by name. ``lut_error_pct``: the median error of the table the search uses
 against whole networks measured in the same measurement as that table. ``measured_*``: a
@@ -13,11 +16,14 @@ run (``LatencyTable.align``). The budget is judged on the measured figure (``Run
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,7 @@ from components.data.prepared import check_num_classes, load_prepared
 from components.data.splits import CLIENT, TEST
 from components.errors import ConfigError
 from components.io import atomic_dir, write_json_atomic
-from components.latency import DeviceProfile, load_profile
+from components.latency import DEVICE_MODEL, DEVICES_DIR, DeviceProfile, load_profile
 from components.model.checkpoint import load_supernet_file, save_subnet
 from components.model.subnet import SubNetwork
 from components.model.supernet import SuperNet
@@ -211,13 +217,13 @@ def random_until_measured(
 def run_baselines(
     params: Params, inputs: Inputs, choices: list[list[int]], lut: LatencyTable,
     scorer: CachedEvaluator, budget: float, rng: np.random.Generator, mcd: SearchOutcome,
-    measure: LatencyMeasurer | None, progress: Progress,
+    measure: LatencyMeasurer | None, v1_seed: V1Seed | None, progress: Progress,
 ) -> Baselines:  # fmt: skip
     """The baselines, for the same budget: random search (as many evaluations as MCD, scored by
     the same evaluator, the same measured check and re-search); the uniform multiplier (a plain
     network with every layer's channels scaled, the widest that fits by measurement; none with
-    an imported table, where nothing can be measured); and, with ``search.netadapt_v1``,
-    NetAdapt v1 (its own pre-training, the same measured check, long-term fine-tuning).
+    an imported table, where nothing can be measured); and, with ``v1_seed``, NetAdapt v1
+    (from its own pre-training, the same measured check, long-term fine-tuning).
     A baseline that cannot be built (no uniform multiplier meets the budget; random search
     draws nothing under it) is left out with its reason in ``missing``: it does not stop the
     search."""
@@ -243,23 +249,29 @@ def run_baselines(
         except SearchError as err:
             log.warning("uniform baseline: %s", err)
             missing["uniform"] = str(err)
-    if params.search.netadapt_v1:
+    if v1_seed is not None:
         outcomes["netadapt_v1"], tuned["netadapt_v1"] = run_netadapt_v1(
-            params, inputs, lut, budget, choices, measure, progress
+            params, inputs, v1_seed, lut, budget, choices, measure, progress
         )
     return Baselines(outcomes, plain, tuned, missing)
 
 
-def train_winners(params: Params, inputs: Inputs, outcomes: dict[str, SearchOutcome],
-                  progress: Progress) -> dict[str, TrainedNetwork]:  # fmt: skip
+def train_winners(
+    params: Params,
+    inputs: Inputs,
+    outcomes: dict[str, SearchOutcome],
+    progress: Progress,
+    done: dict[str, TrainedNetwork] | None = None,
+) -> dict[str, TrainedNetwork]:
     """Train the discovered network, and the baselines' winners (random, uniform) with the same
-    recipe and epochs from scratch (an architecture two methods share is trained once)."""
+    recipe and epochs from scratch (an architecture two methods, or two devices through
+    ``done``, share is trained once: the training is deterministic)."""
     names = ["mcd"]
     if params.search.train_baselines:
         names += [k for k in report.BASELINES if k in outcomes]
     recipe = params.supernet.model_copy(update={"epochs": params.search.train_epochs})
     trained: dict[str, TrainedNetwork] = {}
-    done: dict[str, TrainedNetwork] = {}
+    done = {} if done is None else done
     for k, name in enumerate(names, 1):
         o = outcomes[name]
         space = o.space or inputs.net.space
@@ -272,27 +284,123 @@ def train_winners(params: Params, inputs: Inputs, outcomes: dict[str, SearchOutc
     return trained
 
 
+@dataclass(frozen=True)
+class Device:
+    """One device of ``search.profiles``: its profile, where its outputs go under
+    ``paths.search`` ("" for the primary device, ``devices/<name>`` for the others), and its
+    measurer (None: the primary device's table is imported, ``search.lut_import``)."""
+
+    profile: DeviceProfile
+    subdir: str
+    measure: LatencyMeasurer | None
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+
+def fleet(
+    params: Params, net: SuperNet, graph: DeviceGraph, measurer: LatencyMeasurer | None,
+    fleet_measurer: Callable[[DeviceProfile], LatencyMeasurer] | None,
+) -> list[Device]:  # fmt: skip
+    """The devices of ``search.profiles``, the primary first; every profile is loaded (and a
+    name that cannot be a folder, or one used twice, refused) before anything is measured."""
+    s = params.search
+    profiles = [load_profile(entry) for entry in s.profiles]
+    names = [p.name for p in profiles]
+    for entry, name in zip(s.profiles, names, strict=True):
+        if not DEVICE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"search.profiles: {entry}: the profile's name {name!r} must be "
+                "letters, digits, '.', '_' or '-' (it names the device's folder)"
+            )
+    if len(set(names)) < len(names):
+        raise ConfigError(f"search.profiles: two profiles share a name ({names}); every device "
+                          "needs its own")  # fmt: skip
+
+    def ort(profile: DeviceProfile) -> LatencyMeasurer:
+        return OnnxRuntimeMeasurer(net, profile, graph, s.lut_width_stride,
+                                   max(s.pareto_repeats, 5))  # fmt: skip
+
+    primary = None if s.lut_import is not None else (measurer or ort(profiles[0]))
+    return [Device(profiles[0], "", primary)] + [
+        Device(p, f"{DEVICES_DIR}/{p.name}", (fleet_measurer or ort)(p)) for p in profiles[1:]
+    ]
+
+
+DEVICE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
 def run(
     params: Params,
     workdir: Path = Path("."),
     progress: Progress = no_progress,
     measurer: LatencyMeasurer | None = None,
+    fleet_measurer: Callable[[DeviceProfile], LatencyMeasurer] | None = None,
 ) -> SearchResult:
-    """The stage. ``measurer`` defaults to ONNX Runtime on ``search.profile`` (tests inject one);
-    with ``search.lut_import`` nothing is measured here: the table is another device's."""
+    """The stage, for every device of ``search.profiles`` from the one super-network.
+    ``measurer`` defaults to ONNX Runtime on the primary device's profile, ``fleet_measurer``
+    (a profile -> measurer) on every other one's (tests inject them); with ``search.lut_import``
+    the primary device's table is another device's and nothing is measured for it here.
+    Candidates' inherited accuracies are device-independent: scored once, shared by every
+    device's search. NetAdapt v1 (``search.netadapt_v1``) pre-trains once and adapts per device.
+    Returns the primary device's result; the others' are in ``result.devices``."""
     s = params.search
     t_start = time.perf_counter()
     inputs = load_inputs(params, workdir)
     net, space = inputs.net, inputs.net.space
-    profile = load_profile(s.profile)
     choices = [space.width_choices(i) for i in range(space.num_layers)]
     graph = DeviceGraph(params.features, params.export.opset)  # what the export stage ships
     graph.check(space)
-    on_device = s.lut_import is None
-    measure: LatencyMeasurer | None = None
-    if on_device:
-        measure = measurer or OnnxRuntimeMeasurer(net, profile, graph, s.lut_width_stride,
-                                                  max(s.pareto_repeats, 5))  # fmt: skip
+    devices = fleet(params, net, graph, measurer, fleet_measurer)
+    calibration = inputs.data.calibration_batches(params.supernet.recalibration_batches, 128,
+                                                  params.base.seed)  # fmt: skip
+    scorer = CachedEvaluator(SupernetEvaluator(net, inputs.data, calibration))
+    v1_seed = pretrain_v1(params, inputs, progress) if s.netadapt_v1 else None
+    trained_once: dict[str, TrainedNetwork] = {}
+    results: list[SearchResult] = []
+    with atomic_dir(workdir / params.paths.search) as out:
+        for k, device in enumerate(devices):
+            say = progress
+            if len(devices) > 1:
+                log.info("device %d of %d: %s", k + 1, len(devices), device.name)
+                say = partial(_named, progress, device.name)
+            rng = np.random.default_rng(params.base.seed if k == 0 else [params.base.seed, k])
+            results.append(search_device(params, workdir, inputs, device, choices, scorer, rng,
+                                         v1_seed, trained_once, out / device.subdir,
+                                         say))  # fmt: skip
+        primary = results[0]
+        primary.metrics["devices"] = len(devices)
+        primary.metrics["stage_seconds"] = round(time.perf_counter() - t_start, 2)
+        primary.devices = {d.name: r for d, r in zip(devices[1:], results[1:], strict=True)}
+        if primary.devices:
+            primary.metrics["fleet"] = {name: r.metrics for name, r in primary.devices.items()}
+        for device, result in zip(devices[1:], results[1:], strict=True):
+            save_subnet(out / device.subdir / DEVICE_MODEL, result.trained["mcd"].model,
+                        {"metrics": result.metrics, "arch": result.arch})  # fmt: skip
+    save_subnet(workdir / params.paths.searched, primary.trained["mcd"].model,
+                {"metrics": {k: v for k, v in primary.metrics.items() if k != "fleet"},
+                 "arch": primary.arch})  # fmt: skip
+    return primary
+
+
+def _named(progress: Progress, device: str, phase: str, done: int, total: int,
+           figures: dict[str, float] | None = None) -> None:  # fmt: skip
+    progress(f"{device}: {phase}", done, total, figures)
+
+
+def search_device(
+    params: Params, workdir: Path, inputs: Inputs, device: Device, choices: list[list[int]],
+    scorer: CachedEvaluator, rng: np.random.Generator, v1_seed: V1Seed | None,
+    trained_once: dict[str, TrainedNetwork], out: Path, progress: Progress,
+) -> SearchResult:  # fmt: skip
+    """One device's search, its outputs written to ``out`` (arch.json, lut.json, history.json,
+    pareto.png): its table, budget, MCD with the measured check, the baselines, the winners
+    timed in one run, and the networks trained (``trained_once`` shares a network two devices
+    both chose)."""
+    s = params.search
+    space, measure = inputs.net.space, device.measure
+    out.mkdir(parents=True, exist_ok=True)
 
     # 1. the latency table (checked against whole networks measured with it) and the budget
     t0 = time.perf_counter()
@@ -307,85 +415,96 @@ def run(
         full_ms = lut.info["full_ms"]
         lut_error_source = "measured with the table" if lut.info["check"] else "none"
     lut_seconds = time.perf_counter() - t0
-    budget = resolve_budget(params, profile, full_ms)
-    log.info("full network %.4f ms; budget %.4f ms; table error %.2f%% (%s)", full_ms, budget,
-             lut_error, lut_error_source)  # fmt: skip
+    budget = resolve_budget(params, device.profile, full_ms)
+    log.info("%s: full network %.4f ms; budget %.4f ms; table error %.2f%% (%s)", device.name,
+             full_ms, budget, lut_error, lut_error_source)  # fmt: skip
 
-    calibration = inputs.data.calibration_batches(params.supernet.recalibration_batches, 128,
-                                                  params.base.seed)  # fmt: skip
-    scorer = CachedEvaluator(SupernetEvaluator(net, inputs.data, calibration))
-    rng = np.random.default_rng(params.base.seed)
-    with atomic_dir(workdir / params.paths.search) as out:
-        # 2. MCD with the measured check; 3. the baselines, same budget and scorer
-        mcd, _, rounds = search_until_measured(
-            params, choices, lut, scorer, budget, rng, measure, out / "history.json", progress
-        )
-        baselines = run_baselines(params, inputs, choices, lut, scorer, budget, rng, mcd, measure,
-                                  progress)  # fmt: skip
-        outcomes = baselines.outcomes
+    # 2. MCD with the measured check; 3. the baselines, same budget and scorer
+    mcd, _, rounds = search_until_measured(
+        params, choices, lut, scorer, budget, rng, measure, out / "history.json", progress
+    )
+    baselines = run_baselines(params, inputs, choices, lut, scorer, budget, rng, mcd, measure,
+                              v1_seed, progress)  # fmt: skip
+    outcomes = baselines.outcomes
 
-        # 4. with search.pareto_repeats, every evaluated candidate timed quickly (aligned, for the
-        #    plot), and the sub-network winners timed carefully in one run (measured, aligned, and
-        #    judged by RunLatency.fits; the uniform network's figures are from the run that
-        #    chose it)
-        quick_aligned: dict[str, float] = {}
-        winners: dict[str, RunLatency | None] = dict.fromkeys(outcomes)
-        winners.update(baselines.plain)
-        if measure is not None:
-            if s.pareto_repeats:
-                points = {arch_key(c.widths): c.widths
-                          for o in outcomes.values() for c in o.evaluated}  # fmt: skip
-                quick = measure.latencies(lut, list(points.values()), quick=True,
-                                          phase="timing candidates", progress=progress)  # fmt: skip
-                quick_aligned = {k: q.aligned_ms for k, q in zip(points, quick, strict=True)}
-            subnets = [k for k, o in outcomes.items() if o.space is None]
-            runs = measure.latencies(lut, [outcomes[k].widths for k in subnets])
-            winners.update(zip(subnets, runs, strict=True))
+    # 4. with search.pareto_repeats, every evaluated candidate timed quickly (aligned, for the
+    #    plot), and the sub-network winners timed carefully in one run (measured, aligned, and
+    #    judged by RunLatency.fits; the uniform network's figures are from the run that chose it)
+    quick_aligned: dict[str, float] = {}
+    winners: dict[str, RunLatency | None] = dict.fromkeys(outcomes)
+    winners.update(baselines.plain)
+    if measure is not None:
+        if s.pareto_repeats:
+            points = {arch_key(c.widths): c.widths
+                      for o in outcomes.values() for c in o.evaluated}  # fmt: skip
+            quick = measure.latencies(lut, list(points.values()), quick=True,
+                                      phase="timing candidates", progress=progress)  # fmt: skip
+            quick_aligned = {k: q.aligned_ms for k, q in zip(points, quick, strict=True)}
+        subnets = [k for k, o in outcomes.items() if o.space is None]
+        runs = measure.latencies(lut, [outcomes[k].widths for k in subnets])
+        winners.update(zip(subnets, runs, strict=True))
 
-        # 5. train the discovered network (and the baselines' winners, for equal training)
-        trained = {**train_winners(params, inputs, outcomes, progress), **baselines.tuned}
+    # 5. train the discovered network (and the baselines' winners, for equal training)
+    trained = {**train_winners(params, inputs, outcomes, progress, trained_once),
+               **baselines.tuned}  # fmt: skip
 
-        device = profile.name if on_device else lut.device.get("name", "imported")
-        arch = report.arch_record(space, mcd, trained["mcd"], winners["mcd"], budget, device)
-        write_json_atomic(out / "arch.json", arch)
-        lut.save(out / "lut.json")
-        history = report.history_record(budget, full_ms, rounds, outcomes, quick_aligned,
-                                        winners, trained)  # fmt: skip
-        history["missing_baselines"] = baselines.missing
-        write_json_atomic(out / "history.json", history)
-        metrics = report.stage_metrics(arch, full_ms, lut_error, lut_error_source, lut_seconds,
-                                       outcomes, trained, winners,
-                                       inputs.supernet_seconds)  # fmt: skip
-        metrics["stage_seconds"] = round(time.perf_counter() - t_start, 2)
-        result = SearchResult(metrics, arch, outcomes, quick_aligned, trained, lut,
-                              workdir / params.paths.search, workdir / params.paths.searched,
-                              history)  # fmt: skip
-        pareto_figure(result).savefig(out / "pareto.png", dpi=110)
-    save_subnet(workdir / params.paths.searched, trained["mcd"].model,
-                {"metrics": metrics, "arch": arch})  # fmt: skip
+    name = device.name if measure is not None else lut.device.get("name", "imported")
+    arch = report.arch_record(space, mcd, trained["mcd"], winners["mcd"], budget, name)
+    write_json_atomic(out / "arch.json", arch)
+    lut.save(out / "lut.json")
+    history = report.history_record(budget, full_ms, rounds, outcomes, quick_aligned, winners,
+                                    trained)  # fmt: skip
+    history["missing_baselines"] = baselines.missing
+    write_json_atomic(out / "history.json", history)
+    metrics = report.stage_metrics(arch, full_ms, lut_error, lut_error_source, lut_seconds,
+                                   outcomes, trained, winners, inputs.supernet_seconds)  # fmt: skip
+    model_path = (workdir / params.paths.searched if not device.subdir else
+                  workdir / params.paths.search / device.subdir / DEVICE_MODEL)  # fmt: skip
+    result = SearchResult(metrics, arch, outcomes, quick_aligned, trained, lut,
+                          workdir / params.paths.search / device.subdir, model_path,
+                          history)  # fmt: skip
+    pareto_figure(result).savefig(out / "pareto.png", dpi=110)
     return result
 
 
-def run_netadapt_v1(
-    params: Params, inputs: Inputs, lut: LatencyTable, budget: float,
-    choices: Sequence[Sequence[int]], measure: LatencyMeasurer | None, progress: Progress,
-) -> tuple[SearchOutcome, TrainedNetwork]:  # fmt: skip
-    """NetAdapt v1 as published, from scratch: pre-train the full network conventionally (the
-    super-network's recipe and epochs: a fair seed network), adapt it to the budget (one layer
-    per proposal, largest-L2-norm hidden channels kept, short-term fine-tuning; with the same
-    measured check and re-search as MCD, going on from its result), then long-term fine-tune the
-    result (``search.train_epochs`` of the same recipe, from its adapted weights) and score it
-    like the others. The outcome's ``iterations`` start with the three phases' seconds (each
-    training phase without its monitoring)."""
-    s, net, data = params.search, inputs.net, inputs.data
-    t0 = time.perf_counter()
+@dataclass
+class V1Seed:
+    """NetAdapt v1's starting point: the full network pre-trained conventionally (in super-network
+    form), and the pre-training's seconds without and with its monitoring."""
+
+    container: SuperNet
+    seconds: float
+    monitor_seconds: float
+
+
+def pretrain_v1(params: Params, inputs: Inputs, progress: Progress) -> V1Seed:
+    """NetAdapt v1's pre-training: the full network trained conventionally with the
+    super-network's recipe and epochs (a fair seed network). It does not depend on the device:
+    done once for a fleet (each device's adaptation starts from a copy)."""
+    net = inputs.net
     torch.manual_seed(params.base.seed)
     plain = SubNetwork(net.space, net.space.largest())
     plain.norm.load_state_dict(net.norm.state_dict())
-    pretrain = fit(plain, params.supernet, data, params.base.seed, progress=progress,
+    pretrain = fit(plain, params.supernet, inputs.data, params.base.seed, progress=progress,
                    phase="NetAdapt v1 pre-training epoch")  # fmt: skip
     container = SuperNet(net.space)
     implant(container, plain)
+    return V1Seed(container, pretrain.seconds, pretrain.monitor_seconds)
+
+
+def run_netadapt_v1(
+    params: Params, inputs: Inputs, seed: V1Seed, lut: LatencyTable, budget: float,
+    choices: Sequence[Sequence[int]], measure: LatencyMeasurer | None, progress: Progress,
+) -> tuple[SearchOutcome, TrainedNetwork]:  # fmt: skip
+    """NetAdapt v1 as published, from its pre-trained network (``pretrain_v1``): adapt a copy of
+    it to the budget (one layer per proposal, largest-L2-norm hidden channels kept, short-term
+    fine-tuning; with the same measured check and re-search as MCD, going on from its result),
+    then long-term fine-tune the result (``search.train_epochs`` of the same recipe, from its
+    adapted weights) and score it like the others. The outcome's ``iterations`` start with the
+    three phases' seconds (each training phase without its monitoring; ``pretrain_seconds`` is
+    the one pre-training's, whichever device this is) and its ``seconds`` count all three."""
+    s, data = params.search, inputs.data
+    container = copy.deepcopy(seed.container)
     config = NetAdaptConfig(s.v1_step_fraction, s.step_decay, s.v1_finetune_steps)
     t1 = time.perf_counter()
 
@@ -402,11 +521,12 @@ def run_netadapt_v1(
     recipe = params.supernet.model_copy(update={"epochs": s.train_epochs})
     tuned = long_term_finetune(container, last.widths, recipe, params.base.seed, data,
                                inputs.test, inputs.clients)  # fmt: skip
-    phases = {"pretrain_seconds": pretrain.seconds, "search_seconds": search_seconds,
+    phases = {"pretrain_seconds": seed.seconds, "search_seconds": search_seconds,
               "long_term_seconds": tuned.seconds,
-              "monitor_seconds": pretrain.monitor_seconds + tuned.monitor_seconds,
+              "monitor_seconds": seed.monitor_seconds + tuned.monitor_seconds,
               "measure_rounds": rounds}  # fmt: skip
     outcome = SearchOutcome("netadapt_v1", last.widths, last.predicted_ms, last.accuracy,
-                            [c for r in runs for c in r.evaluated], time.perf_counter() - t0,
+                            [c for r in runs for c in r.evaluated],
+                            seed.seconds + time.perf_counter() - t1,
                             [phases, *(it for r in runs for it in r.iterations)])  # fmt: skip
     return outcome, tuned.network

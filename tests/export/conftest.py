@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from copy import deepcopy
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from components.config import Params, params_from_dict
 from components.export import stage
@@ -54,10 +56,18 @@ def trained(corpus):
     return net
 
 
-def export_once(workdir: Path, trained: SubNetwork, manifest: object, **export: object) -> Exported:
-    (workdir / "quick.yaml").write_text(QUICK_PROFILE)
+def export_once(
+    workdir: Path, trained: SubNetwork, manifest: object, fleet: tuple[str, ...] = (),
+    **export: object,
+) -> Exported:  # fmt: skip
+    """The export stage on ``workdir``, with ``fleet``: further devices (quick profiles of those
+    names), whose networks the search stage would have left in search/devices/<name>/."""
+    profiles = [workdir / "quick.yaml", *(workdir / f"{name}.yaml" for name in fleet)]
+    for path in profiles[1:]:
+        path.write_text(QUICK_PROFILE.replace("test-quick", path.stem))
+    profiles[0].write_text(QUICK_PROFILE)
     params = params_from_dict(
-        {"search": {"profile": str(workdir / "quick.yaml")},
+        {"search": {"profiles": [str(p) for p in profiles]},
          "export": {"calibration_clips": 200, "stream_minutes": 1.0, **export}}
     )  # fmt: skip
     result = stage.run(params, workdir, {"git_commit": "test", "mlflow_run_id": "none"})
@@ -75,9 +85,18 @@ def exported(corpus, trained) -> Exported:
 @pytest.fixture(scope="session")
 def fp32_only(corpus, trained, tmp_path_factory) -> Exported:
     """The export stage with an int8 speed gate no model can pass (1000x faster than fp32): the
-    int8 model is built, measured and refused, and the bundle ships fp32 alone."""
+    int8 model is built, measured and refused, and the bundle ships fp32 alone. For a fleet of
+    two devices: the second's network (``FLEET_DEVICE``) the trained one with other weights
+    (its head halved), as the search stage would leave it."""
     workdir, _, manifest, _ = corpus
     copy = tmp_path_factory.mktemp("export-fp32-only")
     for rel in ("data/prepared", "models"):
         shutil.copytree(workdir / rel, copy / rel)
-    return export_once(copy, trained, manifest, int8_min_speedup=1000.0)
+    other = deepcopy(trained)
+    with torch.no_grad():
+        other.head.weight.mul_(0.5)
+    save_subnet(copy / f"search/devices/{FLEET_DEVICE}/model.pt", other)
+    return export_once(copy, trained, manifest, fleet=(FLEET_DEVICE,), int8_min_speedup=1000.0)
+
+
+FLEET_DEVICE = "test-fleet"

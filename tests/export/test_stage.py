@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 
@@ -11,11 +12,12 @@ from components.config import params_from_dict
 from components.data import real_voices
 from components.errors import EdgelearnError
 from components.export import stage
-from components.export.bundle import SUMS, BundleError, open_bundle
+from components.export.bundle import SUMS, BundleError, open_bundle, sha256_file
 from components.export.evaluate import score_folder
 from components.export.gates import ExportCheckError
 from components.export.predict import Predictor
 from components.model.checkpoint import save_subnet
+from tests.export.conftest import FLEET_DEVICE
 from tests.helpers import kws
 
 
@@ -39,7 +41,9 @@ def test_a_refused_int8_ships_a_usable_fp32_bundle_and_says_why(fp32_only):
     assert m["int8_shipped"] == 0 and result.int8_path is None
     assert m["int8_bytes"] > 0 and math.isfinite(m["int8_latency_ms"])  # built and measured
     out = fp32_only.workdir / "export"
-    assert sorted(p.name for p in out.iterdir()) == ["bundle", "model.onnx", "real_voices"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bundle", "devices", "model.onnx", "real_voices"
+    ]  # fmt: skip
     assert sorted(p.name for p in result.bundle_dir.iterdir()) == sorted(
         ["model.onnx", "labels.json", "metadata.json", SUMS]
     )
@@ -50,6 +54,43 @@ def test_a_refused_int8_ships_a_usable_fp32_bundle_and_says_why(fp32_only):
     assert not bundle.has_int8
     with pytest.raises(BundleError, match=r"no int8 model \(not shipped: int8 runs at .*--int8"):
         bundle.model_path(int8=True)
+
+
+@pytest.mark.slow
+def test_a_fleet_gets_a_checked_bundle_per_device_with_its_own_network(fp32_only):
+    """The second device's bundle: its own network (search/devices/<name>/model.pt), timed on
+    its own profile, with the same checks and files as the primary's, and said to be trained on
+    server data only."""
+    work, result, m = fp32_only.workdir, fp32_only.result, fp32_only.result.metrics
+    folder = work / "export/devices" / FLEET_DEVICE
+    assert result.fleet_bundles == {FLEET_DEVICE: folder / "bundle"}
+    assert sorted(p.name for p in folder.iterdir()) == ["bundle", "model.onnx", "real_voices"]
+    bundle = open_bundle(folder / "bundle")  # every file against its sum
+    meta, primary = bundle.metadata, result.metadata
+    model = work / f"search/devices/{FLEET_DEVICE}/model.pt"
+    assert meta["provenance"]["model_file"] == f"search/devices/{FLEET_DEVICE}/model.pt"
+    assert meta["provenance"]["model_sha256"] == sha256_file(model)
+    assert primary["provenance"]["model_file"] == "models/final.pt"
+    assert meta["latency_ms"]["profile"] == FLEET_DEVICE
+    assert primary["latency_ms"]["profile"] == "test-quick"
+    assert "server data only" in meta["training"] and "federated" in primary["training"]
+    assert (folder / "model.onnx").read_bytes() != (work / "export/model.onnx").read_bytes()
+    assert m["devices"] == 2 and set(m["fleet"]) == {FLEET_DEVICE}
+    figures = m["fleet"][FLEET_DEVICE]
+    assert (
+        set(figures) <= set(stage.HEADLINE)
+        and figures["fp32_test_acc"] == (meta["verification"]["fp32_test_acc"])
+    )
+
+
+@pytest.mark.slow
+def test_a_fleet_device_without_its_network_stops_before_anything_is_written(fp32_only, tmp_path):
+    for rel in ("data/prepared", "models"):
+        shutil.copytree(fp32_only.workdir / rel, tmp_path / rel)
+    missing = rf"search/devices/{FLEET_DEVICE}/model.pt: device '{FLEET_DEVICE}' of search"
+    with pytest.raises(EdgelearnError, match=missing):
+        stage.run(fp32_only.params, tmp_path, {})
+    assert not (tmp_path / "export").exists()
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ PARAMS = params_from_dict(
     {
         "base": {"seed": 5},
         "paths": {"prepared": "prep"},
-        "search": {"profile": "phone", "budget_ms": 2.5},
+        "search": {"profiles": ["phone"], "budget_ms": 2.5},
     }
 )
 
@@ -41,8 +41,8 @@ def test_an_undeclared_key_raises_naming_the_stage_and_the_key():
 
 
 def test_a_declared_single_key_reads_and_its_siblings_do_not():
-    view = restrict(PARAMS, {"search.profile", "features"}, "export")
-    assert view.search.profile == "phone"
+    view = restrict(PARAMS, {"search.profiles", "features"}, "export")
+    assert view.search.profiles == ["phone"]
     with pytest.raises(UndeclaredParamError) as err:
         view.search.budget_ms  # noqa: B018
     assert str(err.value) == undeclared("export", "search.budget_ms")
@@ -66,18 +66,18 @@ def test_a_declared_key_that_params_has_not_is_refused():
     with pytest.raises(ConfigError) as err:
         restrict(Params(), {"search.profil"}, "export")
     assert str(err.value) == "dvc.yaml: stage 'export' lists search.profil, which params has not"
-    with pytest.raises(ConfigError, match=r"lists search\.profile\.name, which params has not"):
-        restrict(Params(), {"search.profile.name"}, "export")  # profile is a value, not a section
+    with pytest.raises(ConfigError, match=r"lists search\.profiles\.name, which params has not"):
+        restrict(Params(), {"search.profiles.name"}, "export")  # profile is a value, not a section
 
 
 def test_declared_values_nest_the_declared_keys():
-    values = declared_values(PARAMS, {"search.profile", "base.seed", "paths.prepared",
+    values = declared_values(PARAMS, {"search.profiles", "base.seed", "paths.prepared",
                                       "features"})  # fmt: skip
     assert values == {
         "base": {"seed": 5},
         "features": PARAMS.features.model_dump(mode="json"),
         "paths": {"prepared": "prep"},
-        "search": {"profile": "phone"},
+        "search": {"profiles": ["phone"]},
     }
     nested = declared_values(PARAMS, {"finetune.server", "finetune.pvt.fixed"})
     server = PARAMS.finetune.server.model_dump(mode="json")

@@ -21,8 +21,8 @@ DECLARED = {
                "paths.supernet", "paths.search", "paths.searched", *PATHS_OUT},
     "finetune": {"base.seed", "finetune", "paths.searched", "paths.prepared", "paths.final",
                  *PATHS_OUT},
-    "export": {"base.seed", "features", "export", "search.profile", "paths.final",
-               "paths.prepared", "paths.export", *PATHS_OUT},
+    "export": {"base.seed", "features", "export", "search.profiles", "paths.final",
+               "paths.prepared", "paths.search", "paths.export", *PATHS_OUT},
 }  # fmt: skip
 
 

@@ -171,7 +171,7 @@ def test_search_stage_outputs(smoke):
     )[0]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "search")}
     assert {"search/pareto.png", "search/lut.json", "search/arch.json"} <= artifacts
-    assert run.data.params["search.profile"] == "cpu-1thread-quick"
+    assert run.data.params["search.profiles"] == '["cpu-1thread-quick"]'
 
 
 def test_second_repro_is_up_to_date(smoke, stage_env):

@@ -195,7 +195,7 @@ def test_measure_py_imports_only_the_standard_library_numpy_and_onnxruntime() ->
 
 def test_cli_exports_the_workspace_supernet(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    Path("params.yaml").write_text("search:\n  profile: cpu-1thread-quick\n")  # 40 x 101
+    Path("params.yaml").write_text("search:\n  profiles: [cpu-1thread-quick]\n")  # 40 x 101
     assert main(["probe", "export", "probe"]) == USER_ERROR_EXIT
     assert capsys.readouterr().err == (
         "edgelearn: error: models/supernet.ckpt: super-network checkpoint not found; run the "
@@ -209,7 +209,7 @@ def test_cli_exports_the_workspace_supernet(tmp_path, monkeypatch, capsys) -> No
         "edgelearn: error: features: make 40 mels x 101 frames, the super-network takes 8 x 12; "
         "use the features it was trained on\n"
     )
-    Path("params.yaml").write_text("search:\n  profile: cpu-1thread-quick\n"
+    Path("params.yaml").write_text("search:\n  profiles: [cpu-1thread-quick]\n"
                                    "features:\n  clip_samples: 1760\n  n_mels: 8\n")  # fmt: skip
     assert main(["probe", "export", "probe", "--width-stride", "2"]) == 0
     out = capsys.readouterr().out

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from components.config import params_from_dict
-from components.latency import load_profile
+from components.errors import ConfigError
+from components.latency import devices_dir, load_profile
 from components.model.checkpoint import load_subnet_file
 from components.progress import no_progress
 from components.search import measure, report
@@ -18,7 +19,7 @@ from components.search import stage as search
 from components.search.lut import LatencyTable
 from components.search.mcd import CachedEvaluator
 from components.search.records import arch_key
-from tests.helpers.search import StubMeasurer, additive_table, write_search_inputs
+from tests.helpers.search import LAYER_MS, StubMeasurer, additive_table, write_search_inputs
 from tests.helpers.spaces import STAGE_SPACE, STAGE_SUPERNET
 
 BUDGET_MS = 4.0
@@ -36,7 +37,7 @@ METRIC_KEYS = {
       for key in ("val_acc", "test_acc", "measured_latency_ms", "aligned_latency_ms",
                   "client_test_acc")),
     "random_baseline_inherited_val_acc", "uniform_baseline_multiplier",
-    "stage_seconds",
+    "stage_seconds", "devices",
 }  # fmt: skip
 TABLE = additive_table()  # base 1 ms; layer 0 adds 1 ms per 8 channels, layer 1 1.5 ms
 
@@ -115,7 +116,7 @@ def test_winners_report_raw_and_aligned_latency(searched):
     arch, m = result.arch, result.metrics
     widths = arch["widths"]
     assert arch["latency_budget_ms"] == m["latency_budget_ms"] == BUDGET_MS
-    assert arch["device"] == load_profile(params().search.profile).name
+    assert arch["device"] == load_profile(params().search.profiles[0]).name
     # raw: the winner's own median in the winners' run; aligned: mapped through the all-removed
     # (1.2 * 1 + 0.3 = 1.5 ms) and full (1.2 * 6.5 + 0.3 = 8.1 ms) networks of that run onto the
     # table's 1 and 6.5 ms, which undoes the drift
@@ -367,3 +368,66 @@ def test_random_search_draws_again_when_none_of_its_candidates_is_under_the_smal
     assert rounds[0]["widths"] != [0, 0] and rounds[0]["fits"] is False
     assert rounds[-1]["fits"] is True and outcome.widths == [0, 0]
     assert outcome.candidates_evaluated == len(scorer.cache) == 2
+
+
+def test_a_fleet_searches_the_one_supernet_once_per_device(tmp_path, searched):
+    """Two devices: the primary as in the other tests, and one whose layers cost the other way
+    round (layer 0 the dearer). Each gets its own table, budget check, winner, trained network
+    and files; NetAdapt v1 pre-trains once and adapts per device; the primary's search is the
+    one it would be alone."""
+    write_search_inputs(tmp_path)
+    swapped = additive_table(layer_ms=LAYER_MS[::-1])  # full network 6 ms
+    seen: list[str] = []
+
+    def fleet_measurer(profile):
+        seen.append(profile.name)
+        return StubMeasurer(table=swapped)
+
+    reports: list[tuple] = []
+    result = search.run(
+        params(profiles=["cpu-1thread-quick", "cpu-2threads"], netadapt_v1=True,
+               v1_finetune_steps=2, v1_step_fraction=0.25),
+        tmp_path, progress=lambda *r: reports.append(r),
+        measurer=StubMeasurer(device=DEVICE, later=later), fleet_measurer=fleet_measurer,
+    )  # fmt: skip
+    assert seen == ["cpu-2threads"]
+    alone = searched[1]
+    assert result.arch["widths"] == alone.arch["widths"] and result.arch["device"] == (
+        "cpu-1thread-quick"
+    )
+    other = result.devices["cpu-2threads"]
+    out = tmp_path / "search/devices/cpu-2threads"
+    assert other.out_dir == out and other.model_path == out / "model.pt"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "arch.json", "history.json", "lut.json", "model.pt", "pareto.png"
+    ]  # fmt: skip
+    arch = json.loads((out / "arch.json").read_text())
+    lut = LatencyTable.load(out / "lut.json", STAGE_SPACE)
+    assert arch["device"] == "cpu-2threads" and lut.info["full_ms"] == 6.0
+    assert lut.predict(arch["widths"]) == arch["predicted_latency_ms"] <= BUDGET_MS
+    assert other.history["winners"]["mcd"]["fits_budget"] is True
+    model, payload = load_subnet_file(out / "model.pt")
+    assert model.widths == arch["widths"] and payload["arch"] == other.arch
+    m = result.metrics
+    assert m["devices"] == 2 and m["fleet"]["cpu-2threads"] == other.metrics
+    assert other.metrics["full_latency_ms"] == 6.0 and m["full_latency_ms"] == 6.5
+    # the primary's network file holds the primary's figures only
+    assert "fleet" not in load_subnet_file(result.model_path)[1]["metrics"]
+    # NetAdapt v1: one pre-training, an adaptation on each device's own table
+    v1 = [r.outcomes["netadapt_v1"] for r in (result, other)]
+    assert v1[0].iterations[0]["pretrain_seconds"] == v1[1].iterations[0]["pretrain_seconds"]
+    assert lut.predict(v1[1].widths) <= BUDGET_MS
+    assert sum(1 for r in reports if r[0] == "NetAdapt v1 pre-training epoch") == (
+        params().supernet.epochs
+    )
+    assert any(r[0].startswith("cpu-2threads: ") for r in reports)
+
+
+def test_a_fleet_refuses_two_profiles_with_one_name(tmp_path):
+    write_search_inputs(tmp_path)
+    twin = tmp_path / "twin.yaml"
+    twin.write_text((devices_dir() / "cpu-2threads.yaml").read_text())
+    with pytest.raises(ConfigError, match=r"search.profiles: two profiles share a name"):
+        search.run(params(profiles=["cpu-2threads", str(twin)]), tmp_path,
+                   measurer=StubMeasurer(), fleet_measurer=lambda p: StubMeasurer())  # fmt: skip
+    assert not (tmp_path / "search").exists()
