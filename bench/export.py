@@ -52,7 +52,9 @@ def naive_stft_graph(
 def main() -> None:
     parser = arguments("bench.export", __doc__)
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--profile", default=None, help="device profile (default: search.profile)")
+    parser.add_argument(
+        "--profile", default=None, help="device profile (default: the first of search.profiles)"
+    )
     parser.add_argument("--model", default=None, help="sub-network file (default: paths.final)")
     args = parser.parse_args()
     quiet()
@@ -61,10 +63,10 @@ def main() -> None:
         params = params.model_copy(
             update={"paths": params.paths.model_copy(update={"final": args.model})}
         )
-    if args.profile:
-        params = params.model_copy(
-            update={"search": params.search.model_copy(update={"profiles": [args.profile]})}
-        )
+    profiles = [args.profile] if args.profile else params.search.profiles[:1]  # the primary's
+    params = params.model_copy(
+        update={"search": params.search.model_copy(update={"profiles": profiles})}
+    )
     root = Path.cwd()
     with tempfile.TemporaryDirectory(prefix="edgelearn-bench-export-") as tmp:
         work = Path(tmp)

@@ -171,7 +171,7 @@ def main() -> None:
     quiet()
     params = load_params(args.params)
     update = {"profiles": args.devices, "netadapt_v1": True, "train_baselines": False,
-              "lut_import": None}  # fmt: skip
+              "lut_import": None, "budget_ms": None, "budget_fraction": None}  # fmt: skip
     params = params.model_copy(update={"search": params.search.model_copy(update=update)})
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []

@@ -168,8 +168,7 @@ def main() -> None:
         return
     quiet()
     update: dict[str, Any] = {"netadapt_v1": True, "train_baselines": True}
-    if args.profile:
-        update["profiles"] = [args.profile]
+    update["profiles"] = [args.profile] if args.profile else params.search.profiles[:1]
     if args.budget_fraction is not None:
         update.update(budget_fraction=args.budget_fraction, budget_ms=None)
     params = params.model_copy(update={"search": params.search.model_copy(update=update)})

@@ -138,8 +138,10 @@ def export_flow(params_path: str = "params.yaml", progress: bool | None = None) 
         version = log_and_register(result, s.params)
         for device, bundle in result.fleet_bundles.items():  # a fleet: the further devices'
             mlflow.log_artifacts(str(bundle), f"export/devices/{device}/bundle")
-            mlflow.log_metrics({f"{device}.{k}": float(v)
-                                for k, v in result.metrics["fleet"][device].items()})  # fmt: skip
+            figures = result.metrics["fleet"][device].items()
+            numbers = {k: v for k, v in figures if isinstance(v, int | float)
+                       and not isinstance(v, bool)}  # fmt: skip
+            mlflow.log_metrics({f"{device}.{k}": float(v) for k, v in numbers.items()})
         s.log_figures({"detection_tradeoff": detection_tradeoff(
             result.metrics["detection_curve"], result.metrics["detection_threshold"],
             s.params.export.target_false_accepts_per_hour)})  # fmt: skip

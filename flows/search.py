@@ -39,7 +39,7 @@ def search_flow(params_path: str = "params.yaml", progress: bool | None = None) 
         mlflow.log_artifact(str(result.model_path), artifact_path="models")
         for device, r in result.devices.items():  # a fleet: every further device's search
             for name in (*ARTIFACTS, r.model_path.name):
-                mlflow.log_artifact(str(r.out_dir / name), artifact_path=f"search/{device}")
+                mlflow.log_artifact(str(r.out_dir / name), artifact_path=f"search/devices/{device}")
             mlflow.log_metrics(
                 {
                     f"{device}.{k}": float(v)

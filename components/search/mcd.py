@@ -126,6 +126,28 @@ class CachedEvaluator:
         return self.cache[key]
 
 
+class SharedScores(CachedEvaluator):
+    """One device's scorer in a fleet: ``cache`` holds what this device's searches have
+    evaluated (what MCD counts as already seen), and each score comes from ``shared`` (the
+    fleet's, keyed by architecture: inherited accuracy does not depend on the device) when any
+    device computed it; a new score goes into ``shared`` when ``publish``."""
+
+    def __init__(self, shared: CachedEvaluator, publish: bool = True) -> None:
+        super().__init__(shared.evaluator)
+        self.shared, self.publish = shared, publish
+
+    def evaluate(self, widths: Sequence[int]) -> float:
+        key = tuple(int(w) for w in widths)
+        if key not in self.cache:
+            if key in self.shared.cache:
+                self.cache[key] = self.shared.cache[key]
+            elif self.publish:
+                self.cache[key] = self.shared.evaluate(key)
+            else:
+                self.cache[key] = float(self.evaluator.evaluate(list(key)))
+        return self.cache[key]
+
+
 def _shrink_to_target(
     widths: list[int],
     choices: Sequence[Sequence[int]],

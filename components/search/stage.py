@@ -48,6 +48,7 @@ from components.search.mcd import (
     MCDConfig,
     SearchError,
     SearchOutcome,
+    SharedScores,
     best_under,
     multi_layer_coordinate_descent,
     random_search,
@@ -307,20 +308,33 @@ def fleet(
     name that cannot be a folder, or one used twice, refused) before anything is measured."""
     s = params.search
     profiles = [load_profile(entry) for entry in s.profiles]
-    names = [p.name for p in profiles]
-    for entry, name in zip(s.profiles, names, strict=True):
-        if not DEVICE_NAME.fullmatch(name):
+    if len(profiles) > 1 and s.budget_ms is not None:
+        raise ConfigError(
+            f"search.budget_ms ({s.budget_ms}) is in one device's milliseconds; with several "
+            "search.profiles give search.budget_fraction (of each device's full network) or set "
+            "each profile's budget"
+        )
+    for entry, p in zip(s.profiles[1:], profiles[1:], strict=True):
+        if not DEVICE_NAME.fullmatch(p.name):
             raise ConfigError(
-                f"search.profiles: {entry}: the profile's name {name!r} must be "
-                "letters, digits, '.', '_' or '-' (it names the device's folder)"
+                f"search.profiles: {entry}: the profile's name {p.name!r} must start with a letter "
+                "or digit and hold only letters, digits, '.', '_' or '-' (it names the device's "
+                "folder)"
             )
-    if len(set(names)) < len(names):
-        raise ConfigError(f"search.profiles: two profiles share a name ({names}); every device "
-                          "needs its own")  # fmt: skip
+    seen: dict[str, str] = {}
+    for entry, p in zip(s.profiles, profiles, strict=True):
+        if p.name.lower() in seen:
+            raise ConfigError(
+                f"search.profiles: {seen[p.name.lower()]} and {entry} are both named "
+                f"{p.name!r}; every device needs a name of its own"
+            )
+        seen[p.name.lower()] = entry
+    exported: dict[str, bytes] = {}  # the graphs do not depend on the device: exported once
 
     def ort(profile: DeviceProfile) -> LatencyMeasurer:
-        return OnnxRuntimeMeasurer(net, profile, graph, s.lut_width_stride,
-                                   max(s.pareto_repeats, 5))  # fmt: skip
+        m = OnnxRuntimeMeasurer(net, profile, graph, s.lut_width_stride, max(s.pareto_repeats, 5))
+        m.exported = exported
+        return m
 
     primary = None if s.lut_import is not None else (measurer or ort(profiles[0]))
     return [Device(profiles[0], "", primary)] + [
@@ -328,7 +342,7 @@ def fleet(
     ]
 
 
-DEVICE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def run(
@@ -391,7 +405,7 @@ def _named(progress: Progress, device: str, phase: str, done: int, total: int,
 
 def search_device(
     params: Params, workdir: Path, inputs: Inputs, device: Device, choices: list[list[int]],
-    scorer: CachedEvaluator, rng: np.random.Generator, v1_seed: V1Seed | None,
+    shared: CachedEvaluator, rng: np.random.Generator, v1_seed: V1Seed | None,
     trained_once: dict[str, TrainedNetwork], out: Path, progress: Progress,
 ) -> SearchResult:  # fmt: skip
     """One device's search, its outputs written to ``out`` (arch.json, lut.json, history.json,
@@ -419,12 +433,15 @@ def search_device(
     log.info("%s: full network %.4f ms; budget %.4f ms; table error %.2f%% (%s)", device.name,
              full_ms, budget, lut_error, lut_error_source)  # fmt: skip
 
-    # 2. MCD with the measured check; 3. the baselines, same budget and scorer
+    # 2. MCD with the measured check; 3. the baselines, same budget and scorer. Scores are the
+    #    fleet's (``shared``): MCD reuses any device's and adds its own; the random baseline
+    #    reuses them but keeps its own to itself (a later device's MCD never gains from it)
     mcd, _, rounds = search_until_measured(
-        params, choices, lut, scorer, budget, rng, measure, out / "history.json", progress
-    )
-    baselines = run_baselines(params, inputs, choices, lut, scorer, budget, rng, mcd, measure,
-                              v1_seed, progress)  # fmt: skip
+        params, choices, lut, SharedScores(shared), budget, rng, measure, out / "history.json",
+        progress,
+    )  # fmt: skip
+    baselines = run_baselines(params, inputs, choices, lut, SharedScores(shared, publish=False),
+                              budget, rng, mcd, measure, v1_seed, progress)  # fmt: skip
     outcomes = baselines.outcomes
 
     # 4. with search.pareto_repeats, every evaluated candidate timed quickly (aligned, for the
@@ -475,6 +492,7 @@ class V1Seed:
     container: SuperNet
     seconds: float
     monitor_seconds: float
+    wall_seconds: float  # with monitoring, what the outcome's ``seconds`` counts
 
 
 def pretrain_v1(params: Params, inputs: Inputs, progress: Progress) -> V1Seed:
@@ -482,6 +500,7 @@ def pretrain_v1(params: Params, inputs: Inputs, progress: Progress) -> V1Seed:
     super-network's recipe and epochs (a fair seed network). It does not depend on the device:
     done once for a fleet (each device's adaptation starts from a copy)."""
     net = inputs.net
+    t0 = time.perf_counter()
     torch.manual_seed(params.base.seed)
     plain = SubNetwork(net.space, net.space.largest())
     plain.norm.load_state_dict(net.norm.state_dict())
@@ -489,7 +508,8 @@ def pretrain_v1(params: Params, inputs: Inputs, progress: Progress) -> V1Seed:
                    phase="NetAdapt v1 pre-training epoch")  # fmt: skip
     container = SuperNet(net.space)
     implant(container, plain)
-    return V1Seed(container, pretrain.seconds, pretrain.monitor_seconds)
+    return V1Seed(container, pretrain.seconds, pretrain.monitor_seconds,
+                  time.perf_counter() - t0)  # fmt: skip
 
 
 def run_netadapt_v1(
@@ -502,7 +522,8 @@ def run_netadapt_v1(
     then long-term fine-tune the result (``search.train_epochs`` of the same recipe, from its
     adapted weights) and score it like the others. The outcome's ``iterations`` start with the
     three phases' seconds (each training phase without its monitoring; ``pretrain_seconds`` is
-    the one pre-training's, whichever device this is) and its ``seconds`` count all three."""
+    the one pre-training's, whichever device this is) and its ``seconds`` count all three, as
+    wall time."""
     s, data = params.search, inputs.data
     container = copy.deepcopy(seed.container)
     config = NetAdaptConfig(s.v1_step_fraction, s.step_decay, s.v1_finetune_steps)
@@ -527,6 +548,6 @@ def run_netadapt_v1(
               "measure_rounds": rounds}  # fmt: skip
     outcome = SearchOutcome("netadapt_v1", last.widths, last.predicted_ms, last.accuracy,
                             [c for r in runs for c in r.evaluated],
-                            seed.seconds + time.perf_counter() - t1,
+                            seed.wall_seconds + time.perf_counter() - t1,
                             [phases, *(it for r in runs for it in r.iterations)])  # fmt: skip
     return outcome, tuned.network

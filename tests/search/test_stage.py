@@ -370,12 +370,21 @@ def test_random_search_draws_again_when_none_of_its_candidates_is_under_the_smal
     assert outcome.candidates_evaluated == len(scorer.cache) == 2
 
 
-def test_a_fleet_searches_the_one_supernet_once_per_device(tmp_path, searched):
+def untimed(record):
+    """A record without its wall times (``*seconds`` keys, at any depth)."""
+    if isinstance(record, dict):
+        return {k: untimed(v) for k, v in record.items() if not k.endswith("seconds")}
+    if isinstance(record, list):
+        return [untimed(v) for v in record]
+    return record
+
+
+def test_a_fleet_searches_the_one_supernet_once_per_device(tmp_path):
     """Two devices: the primary as in the other tests, and one whose layers cost the other way
-    round (layer 0 the dearer). Each gets its own table, budget check, winner, trained network
-    and files; NetAdapt v1 pre-trains once and adapts per device; the primary's search is the
-    one it would be alone."""
-    write_search_inputs(tmp_path)
+    round (layer 0 the dearer). Each gets its own table, budget (a fraction of its own full
+    network), check, winner, trained network and files, every candidate its MCD scored on its
+    record (scores reused from the other device included); NetAdapt v1 pre-trains once and
+    adapts per device; the primary's search is the one it would be alone."""
     swapped = additive_table(layer_ms=LAYER_MS[::-1])  # full network 6 ms
     seen: list[str] = []
 
@@ -383,20 +392,25 @@ def test_a_fleet_searches_the_one_supernet_once_per_device(tmp_path, searched):
         seen.append(profile.name)
         return StubMeasurer(table=swapped)
 
+    def run(work, profiles, progress=no_progress):
+        write_search_inputs(work)
+        return search.run(
+            params(profiles=profiles, budget_ms=None, budget_fraction=0.7, netadapt_v1=True,
+                   v1_finetune_steps=2, v1_step_fraction=0.25),
+            work, progress=progress, measurer=StubMeasurer(device=DEVICE, later=later),
+            fleet_measurer=fleet_measurer,
+        )  # fmt: skip
+
     reports: list[tuple] = []
-    result = search.run(
-        params(profiles=["cpu-1thread-quick", "cpu-2threads"], netadapt_v1=True,
-               v1_finetune_steps=2, v1_step_fraction=0.25),
-        tmp_path, progress=lambda *r: reports.append(r),
-        measurer=StubMeasurer(device=DEVICE, later=later), fleet_measurer=fleet_measurer,
-    )  # fmt: skip
+    result = run(tmp_path / "fleet", ["cpu-1thread-quick", "cpu-2threads"],
+                 lambda *r: reports.append(r))  # fmt: skip
+    alone = run(tmp_path / "alone", ["cpu-1thread-quick"])
     assert seen == ["cpu-2threads"]
-    alone = searched[1]
-    assert result.arch["widths"] == alone.arch["widths"] and result.arch["device"] == (
-        "cpu-1thread-quick"
-    )
+    for name in ("mcd", "random", "netadapt_v1"):
+        assert untimed(result.outcomes[name].to_dict()) == untimed(alone.outcomes[name].to_dict())
+    assert result.arch == alone.arch and result.arch["device"] == "cpu-1thread-quick"
     other = result.devices["cpu-2threads"]
-    out = tmp_path / "search/devices/cpu-2threads"
+    out = tmp_path / "fleet/search/devices/cpu-2threads"
     assert other.out_dir == out and other.model_path == out / "model.pt"
     assert sorted(p.name for p in out.iterdir()) == [
         "arch.json", "history.json", "lut.json", "model.pt", "pareto.png"
@@ -404,30 +418,56 @@ def test_a_fleet_searches_the_one_supernet_once_per_device(tmp_path, searched):
     arch = json.loads((out / "arch.json").read_text())
     lut = LatencyTable.load(out / "lut.json", STAGE_SPACE)
     assert arch["device"] == "cpu-2threads" and lut.info["full_ms"] == 6.0
-    assert lut.predict(arch["widths"]) == arch["predicted_latency_ms"] <= BUDGET_MS
+    assert arch["latency_budget_ms"] == pytest.approx(0.7 * 6.0)
+    assert result.arch["latency_budget_ms"] == pytest.approx(0.7 * 6.5)
+    assert lut.predict(arch["widths"]) == arch["predicted_latency_ms"] <= 0.7 * 6.0
     assert other.history["winners"]["mcd"]["fits_budget"] is True
+    # every proposal MCD scored on this device is on its record, once
+    mcd = other.outcomes["mcd"]
+    keys = [arch_key(c.widths) for c in mcd.evaluated]
+    proposed = {arch_key(p["widths"]) for it in mcd.iterations for p in it["proposals"]}
+    assert len(keys) == len(set(keys)) == mcd.candidates_evaluated and proposed <= set(keys)
     model, payload = load_subnet_file(out / "model.pt")
     assert model.widths == arch["widths"] and payload["arch"] == other.arch
     m = result.metrics
-    assert m["devices"] == 2 and m["fleet"]["cpu-2threads"] == other.metrics
-    assert other.metrics["full_latency_ms"] == 6.0 and m["full_latency_ms"] == 6.5
+    assert m["devices"] == 2 and m["fleet"]["cpu-2threads"]["full_latency_ms"] == 6.0
     # the primary's network file holds the primary's figures only
     assert "fleet" not in load_subnet_file(result.model_path)[1]["metrics"]
-    # NetAdapt v1: one pre-training, an adaptation on each device's own table
-    v1 = [r.outcomes["netadapt_v1"] for r in (result, other)]
-    assert v1[0].iterations[0]["pretrain_seconds"] == v1[1].iterations[0]["pretrain_seconds"]
-    assert lut.predict(v1[1].widths) <= BUDGET_MS
+    # NetAdapt v1: one pre-training (its epochs reported once), an adaptation per device
+    v1 = other.outcomes["netadapt_v1"]
+    assert lut.predict(v1.widths) <= 0.7 * 6.0
     assert sum(1 for r in reports if r[0] == "NetAdapt v1 pre-training epoch") == (
         params().supernet.epochs
     )
-    assert any(r[0].startswith("cpu-2threads: ") for r in reports)
+    assert any(r[0].startswith("cpu-2threads: NetAdapt v1 iteration") for r in reports)
+
+
+def test_a_fleet_refuses_a_budget_in_one_devices_milliseconds(tmp_path):
+    write_search_inputs(tmp_path)
+    with pytest.raises(ConfigError, match=r"search.budget_ms \(4.0\) is in one device's"):
+        search.run(params(profiles=["cpu-1thread-quick", "cpu-2threads"]), tmp_path,
+                   measurer=StubMeasurer(), fleet_measurer=lambda p: StubMeasurer())  # fmt: skip
+    assert not (tmp_path / "search").exists()
+
+
+@pytest.mark.parametrize("name", ["..", "two words"])
+def test_a_fleet_refuses_a_device_name_that_cannot_be_a_folder(tmp_path, name):
+    write_search_inputs(tmp_path)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text((devices_dir() / "cpu-2threads.yaml").read_text().replace(
+        "name: cpu-2threads", f"name: '{name}'"))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"odd.yaml: the profile's name .* names the device's"):
+        search.run(params(profiles=["cpu-1thread-quick", str(odd)], budget_ms=None),
+                   tmp_path, measurer=StubMeasurer(),
+                   fleet_measurer=lambda p: StubMeasurer())  # fmt: skip
+    assert not (tmp_path / "search").exists()
 
 
 def test_a_fleet_refuses_two_profiles_with_one_name(tmp_path):
     write_search_inputs(tmp_path)
     twin = tmp_path / "twin.yaml"
     twin.write_text((devices_dir() / "cpu-2threads.yaml").read_text())
-    with pytest.raises(ConfigError, match=r"search.profiles: two profiles share a name"):
-        search.run(params(profiles=["cpu-2threads", str(twin)]), tmp_path,
+    with pytest.raises(ConfigError, match=r"cpu-2threads and .*twin.yaml are both named"):
+        search.run(params(profiles=["cpu-2threads", str(twin)], budget_ms=None), tmp_path,
                    measurer=StubMeasurer(), fleet_measurer=lambda p: StubMeasurer())  # fmt: skip
     assert not (tmp_path / "search").exists()
