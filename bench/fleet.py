@@ -21,6 +21,7 @@ tables (the same for both methods) not counted:
 
     python -m bench.fleet [--devices cpu-1thread cpu-2threads cpu-1thread-basic]
                           [--seeds 1234 1 2] [--params params.yaml] [--name fleet]
+    python -m bench.fleet --seeds 2 --append   # more seeds into the saved JSON
     python -m bench.fleet --report bench/results/fleet.json   # the tables again
 
 Writes bench/results/<name>.json after every seed and the first seed's Pareto plot per device to
@@ -163,6 +164,11 @@ def main() -> None:
     parser.add_argument("--name", default="fleet")
     parser.add_argument("--report", type=Path, default=None,
                         help="print the tables of a saved JSON and stop")  # fmt: skip
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add these seeds to bench/results/<name>.json (same devices)",
+    )
     args = parser.parse_args()
     if args.report is not None:
         saved = json.loads(args.report.read_text())
@@ -175,11 +181,17 @@ def main() -> None:
     params = params.model_copy(update={"search": params.search.model_copy(update=update)})
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
-    for i, seed in enumerate(args.seeds):  # saved after every seed: a late failure loses none
-        runs.append(run_seed(params, seed, i == 0, args.name))
-        out = save(args.name, {"seeds": args.seeds[: i + 1], "devices": args.devices,
-                               "runs": runs})  # fmt: skip
-        report(runs, args.seeds[: i + 1])
+    if args.append:
+        saved = json.loads((RESULTS / f"{args.name}.json").read_text())
+        if saved["devices"] != args.devices:
+            parser.error(f"--append: the saved runs are for {saved['devices']}")
+        runs = saved["runs"]
+    seeds = [r["seed"] for r in runs]
+    for seed in args.seeds:  # saved after every seed: a late failure loses none
+        runs.append(run_seed(params, seed, not seeds, args.name))
+        seeds.append(seed)
+        out = save(args.name, {"seeds": seeds, "devices": args.devices, "runs": runs})
+        report(runs, seeds)
     print(f"\nsaved {out}")
 
 

@@ -220,6 +220,7 @@ class SearchParams(Section):
         default_factory=lambda: ["cpu-1thread"]
     )
     budget_ms: Annotated[float, Field(gt=0.0)] | None = None  # overrides the profile's budget
+    # (one profile only: milliseconds are one device's; budget_fraction holds for every device)
     budget_fraction: Annotated[float, Field(gt=0.0, le=1.0)] | None = None  # ... of the full net
     lut_import: str | None = None  # a lut.json measured elsewhere (e.g. on a phone): no measuring
     lut_width_stride: Annotated[int, Field(ge=1)] = 1  # measure every k-th width, interpolate

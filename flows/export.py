@@ -59,7 +59,7 @@ def log_and_register(result: export.ExportResult, params: Params) -> str:
         client.set_model_version_tag(name, version, key, str(provenance.get(key, "")))
     for key in VERSION_TAGS:
         client.set_model_version_tag(name, version, key, str(result.metrics[key]))
-    client.update_model_version(name, version, description=model_card(result, params))
+    client.update_model_version(name, version, description=model_card(result))
     alias = promote(client, name, version, result.metrics)
     mlflow.log_artifacts(str(bundle), "export/bundle")
     mlflow.log_dict(result.latency, "export/latency.json")
@@ -82,7 +82,7 @@ def promote(client: mlflow.MlflowClient, name: str, version: str, metrics: dict[
     return alias
 
 
-def model_card(result: export.ExportResult, params: Params) -> str:
+def model_card(result: export.ExportResult) -> str:
     """The registry version's description: what it is, where it came from, how it did."""
     meta, m = result.metadata, result.metrics
     prov = meta["provenance"]
@@ -107,7 +107,7 @@ Raw 16 kHz audio ({meta["clip_samples"]} samples) in, a score per class of `labe
 | architecture | widths {arch["widths"]}, {arch["parameters"]} parameters, {arch["macs"]} MACs |
 | test accuracy (fp32, held-out server + client test clips) | {m["fp32_test_acc"]}% |
 | int8 | {m["int8_test_acc"]}%, {int8} |
-| latency on `{params.search.profiles[0]}` (batch 1, median) | {latency} |
+| latency on `{meta["latency_ms"]["profile"]}` (batch 1, median) | {latency} |
 | parity with PyTorch | max abs diff {m["parity_max_abs_diff"]:.2g} |
 | streaming detection (test streams, threshold {m["detection_threshold"]}) | {detection} |
 | real human voices ({m["real_voice_clips"]} clips Debian ships) | {real} |

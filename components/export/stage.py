@@ -230,7 +230,7 @@ def build_bundle(
         params, data.classes, net.config, count_parameters(net), proto, quant, metrics, latency,
         {**provenance, "model_file": model_rel,
          "model_sha256": bundle_files.sha256_file(model_path),
-         "prepared_data": params.paths.prepared}, profile.name, training,
+         "prepared_data": params.paths.prepared}, profile, training, training == FINE_TUNED,
     )  # fmt: skip
     # the fp32 graph as the device runs it, before metadata.json and the sums are written;
     # hours of audio are scored on every core (the scores are the same, only faster)
@@ -336,7 +336,7 @@ def bundle_metadata(
     params: Params, classes: list[str], architecture: dict[str, Any], num_parameters: int,
     proto: onnx.ModelProto,
     quantization: dict[str, Any], metrics: dict[str, Any], latency: dict[str, Latency],
-    provenance: dict[str, Any], device: str, training: str,
+    provenance: dict[str, Any], device: DeviceProfile, training: str, primary: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """What a device integrator needs to feed the graph and trust it, as JSON."""
     f = params.features
@@ -392,9 +392,12 @@ def bundle_metadata(
             )
         },
         "latency_ms": {
-            "profile": device,
+            "profile": device.name,
+            "threads": device.threads,
+            "graph_optimization": device.graph_optimization,
             **{k: round(v.median_ms, 4) for k, v in latency.items()},
         },
         "provenance": provenance,
-        "mlflow_registered_model": params.export.registered_model_name,
+        # only the primary device's network is registered (a further device's: in the run)
+        "mlflow_registered_model": params.export.registered_model_name if primary else None,
     }

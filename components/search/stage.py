@@ -308,6 +308,7 @@ def fleet(
     name that cannot be a folder, or one used twice, refused) before anything is measured."""
     s = params.search
     profiles = [load_profile(entry) for entry in s.profiles]
+    resolve_budget(params, profiles[0], 1.0)  # both budget keys given: refused before any work
     if len(profiles) > 1 and s.budget_ms is not None:
         raise ConfigError(
             f"search.budget_ms ({s.budget_ms}) is in one device's milliseconds; with several "

@@ -73,6 +73,8 @@ def test_a_fleet_gets_a_checked_bundle_per_device_with_its_own_network(fp32_only
     assert primary["provenance"]["model_file"] == "models/final.pt"
     assert meta["latency_ms"]["profile"] == FLEET_DEVICE
     assert primary["latency_ms"]["profile"] == "test-quick"
+    assert meta["latency_ms"]["graph_optimization"] == "all" and meta["latency_ms"]["threads"] == 1
+    assert meta["mlflow_registered_model"] is None and primary["mlflow_registered_model"]
     assert "server data only" in meta["training"] and "federated" in primary["training"]
     assert (folder / "model.onnx").read_bytes() != (work / "export/model.onnx").read_bytes()
     assert m["devices"] == 2 and set(m["fleet"]) == {FLEET_DEVICE}

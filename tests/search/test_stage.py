@@ -442,6 +442,26 @@ def test_a_fleet_searches_the_one_supernet_once_per_device(tmp_path):
     assert any(r[0].startswith("cpu-2threads: NetAdapt v1 iteration") for r in reports)
 
 
+def test_a_fleet_device_that_fails_leaves_the_previous_search_as_it_was(searched):
+    """The second device's table cannot be measured: nothing of the stage's outputs changes,
+    the primary's (already searched in this run) included."""
+    workdir = searched[0]
+    files = [*(workdir / "search").rglob("*"), workdir / "models/searched.pt"]
+    before = {p: p.read_bytes() for p in files if p.is_file()}
+
+    class Broken(StubMeasurer):
+        def table_with(self, archs, progress=no_progress):
+            raise RuntimeError("the device went away")
+
+    with pytest.raises(RuntimeError, match="the device went away"):
+        search.run(params(profiles=["cpu-1thread-quick", "cpu-2threads"], budget_ms=None),
+                   workdir, measurer=StubMeasurer(device=DEVICE, later=later),
+                   fleet_measurer=lambda p: Broken())  # fmt: skip
+    files = [*(workdir / "search").rglob("*"), workdir / "models/searched.pt"]
+    assert {p: p.read_bytes() for p in files if p.is_file()} == before
+    assert not [p for p in workdir.iterdir() if p.name.startswith(".search")]
+
+
 def test_a_fleet_refuses_a_budget_in_one_devices_milliseconds(tmp_path):
     write_search_inputs(tmp_path)
     with pytest.raises(ConfigError, match=r"search.budget_ms \(4.0\) is in one device's"):
