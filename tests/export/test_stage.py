@@ -79,10 +79,7 @@ def test_a_fleet_gets_a_checked_bundle_per_device_with_its_own_network(fp32_only
     assert (folder / "model.onnx").read_bytes() != (work / "export/model.onnx").read_bytes()
     assert m["devices"] == 2 and set(m["fleet"]) == {FLEET_DEVICE}
     figures = m["fleet"][FLEET_DEVICE]
-    assert (
-        set(figures) <= set(stage.HEADLINE)
-        and figures["fp32_test_acc"] == (meta["verification"]["fp32_test_acc"])
-    )
+    assert figures["fp32_test_acc"] == meta["verification"]["fp32_test_acc"]
 
 
 @pytest.mark.slow
