@@ -60,6 +60,16 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def compare(xs: list[float], ys: list[float]) -> str:
+    """Figures ``xs`` against ``ys`` over the same seeds: the mean difference, and a tie when it
+    is within the larger of the two spreads (standard deviations over seeds)."""
+    diff = statistics.mean(xs) - statistics.mean(ys)
+    if len(xs) < 2:
+        return f"{diff:+.1f} (one seed: no verdict)"
+    noise = max(statistics.stdev(xs), statistics.stdev(ys))
+    return f"{diff:+.1f} ({'tie' if abs(diff) <= noise else 'ahead' if diff > 0 else 'behind'})"
+
+
 def mean_spread(values: list[float], fmt: str = ".1f") -> str:
     """``mean ± stdev`` of figures over seeds (one figure alone as it is); the spread unsigned."""
     if len(values) == 1:

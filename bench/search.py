@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -41,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, arguments, mean_spread, quiet, save, table
+from bench.common import RESULTS, arguments, compare, mean_spread, quiet, save, table
 from components.config import Params, load_params
 from components.search import stage as search_stage
 from components.search.figures import pareto_figure
@@ -138,15 +137,8 @@ def spread(runs: list[dict[str, Any]], get: Any, fmt: str = ".1f") -> str:
 
 
 def verdict(runs: list[dict[str, Any]], a: str, b: str, key: str) -> str:
-    """``a`` against ``b`` on ``key``: the mean difference, and a tie when it is within the
-    larger of the two methods' spreads over seeds."""
-    xs = [r["methods"][a][key] for r in runs]
-    ys = [r["methods"][b][key] for r in runs]
-    diff = statistics.mean(xs) - statistics.mean(ys)
-    if len(runs) < 2:
-        return f"{diff:+.1f} (one seed: no verdict)"
-    noise = max(statistics.stdev(xs), statistics.stdev(ys))
-    return f"{diff:+.1f} ({'tie' if abs(diff) <= noise else 'ahead' if diff > 0 else 'behind'})"
+    """``a`` against ``b`` on ``key`` (``bench.common.compare``)."""
+    return compare([r["methods"][a][key] for r in runs], [r["methods"][b][key] for r in runs])
 
 
 def main() -> None:

@@ -213,7 +213,8 @@ class SupernetParams(Section):
 class SearchParams(Section):
     """NetAdaptV2 multi-layer coordinate descent over the super-network, on measured latency."""
 
-    # the devices: names under configs/devices/ or paths to profile YAMLs. One super-network,
+    # the devices: names under configs/devices/, paths to profile YAMLs, or lut.json tables
+    # measured on devices the pipeline cannot reach (edgelearn probe). One super-network,
     # one searched network per device; the first is the primary device (federated fine-tuning,
     # export/bundle), every other one gets search/devices/<name>/ and export/devices/<name>/
     profiles: Annotated[list[str], Field(min_length=1)] = Field(

@@ -9,6 +9,7 @@ a shared machine does not), and refuses only when a bounded time was not enough.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
@@ -93,6 +94,48 @@ class DeviceProfile(BaseModel):
 # <paths.export>/devices/<name>/.
 DEVICES_DIR = "devices"
 DEVICE_MODEL = "model.pt"
+
+
+def is_imported_table(entry: str) -> bool:
+    """A ``search.profiles`` entry is a profile (a registry name or a profile YAML: the device is
+    measured here) or, ending in ``.json``, a latency table measured on a device the pipeline
+    cannot reach (``edgelearn probe``'s ``lut.json``: nothing is timed here for it)."""
+    return Path(entry).suffix == ".json"
+
+
+def imported_profile(path: Path) -> DeviceProfile:
+    """The profile a latency table measured elsewhere was measured with: its ``device`` record
+    (named as ``measure.py --device-name`` named it); its name, threads and budget are the fleet
+    entry's."""
+    if not path.is_file():
+        raise ConfigError(
+            f"search.profiles: {path}: no such latency table (a lut.json written by the "
+            "measure.py of `edgelearn probe export`)"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: not a readable JSON latency table ({err})") from None
+    device = data.get("device") if isinstance(data, dict) else None
+    if not isinstance(device, dict):
+        raise ConfigError(
+            f"{path}: no `device` record; expected a latency table written by edgelearn "
+            "(measure.py or the search stage)"
+        )
+    known = {k: v for k, v in device.items() if k in DeviceProfile.model_fields}
+    try:
+        return DeviceProfile.model_validate(known, strict=False)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"device.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"{path}: invalid device record: {problems}") from None
+
+
+def fleet_profile(entry: str, workdir: Path = Path(".")) -> DeviceProfile:
+    """The profile of one ``search.profiles`` entry: a registered or YAML profile, or an imported
+    table's (a path relative to ``workdir``, ``is_imported_table``)."""
+    return imported_profile(workdir / entry) if is_imported_table(entry) else load_profile(entry)
 
 
 def known_profiles(directory: Path | None = None) -> list[str]:

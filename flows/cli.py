@@ -207,8 +207,8 @@ def cmd_probe_export(args: argparse.Namespace) -> int:
           f"(timing settings of '{probe['device']['name']}') and measure.py")  # fmt: skip
     print(f"copy {out}/ to the device; there, with numpy and onnxruntime only (no torch):")
     print(f"  cd {out.name} && python measure.py --out lut.json --device-name NAME")
-    print("then copy lut.json back here, set `search.lut_import: lut.json` in params.yaml and run "
-          "`dvc repro`")  # fmt: skip
+    print("then copy lut.json back here, set `search.lut_import: lut.json` in params.yaml (or, "
+          "for a fleet, list it in `search.profiles`) and run `dvc repro`")  # fmt: skip
     return 0
 
 

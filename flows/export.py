@@ -92,7 +92,9 @@ def model_card(result: export.ExportResult) -> str:
         "shipped" if m["int8_shipped"]
         else "not shipped: " + "; ".join(meta["quantization"]["refused_because"])
     )  # fmt: skip
-    latency = f"fp32 {m['fp32_latency_ms']} ms, int8 {m['int8_latency_ms']} ms"
+    latency = (f"fp32 {m['fp32_latency_ms']} ms, int8 {m['int8_latency_ms']} ms"
+               if meta["latency_ms"].get("measured_here", True) else
+               "not measured here (its table was imported: time it on the device)")  # fmt: skip
     detection = (f"{m['false_accepts_per_hour']} false accepts per hour, "
                  f"{m['false_reject_rate']}% of keywords missed")  # fmt: skip
     real = (f"keywords {m['real_voice_keyword_acc']}% of {m['real_voice_keyword_clips']}, "

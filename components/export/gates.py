@@ -24,9 +24,11 @@ class ExportCheckError(EdgelearnError):
 class Int8Decision:
     shipped: bool
     reasons: tuple[str, ...]  # why it was not shipped (empty when shipped)
+    not_checked: tuple[str, ...] = ()  # gates that could not be applied here, and why
 
     def to_dict(self) -> dict[str, object]:
-        return {"shipped": self.shipped, "refused_because": list(self.reasons)}
+        return {"shipped": self.shipped, "refused_because": list(self.reasons),
+                "not_checked": list(self.not_checked)}  # fmt: skip
 
 
 def check_parity(result: Parity, atol: float, min_agreement_pct: float) -> None:
@@ -41,10 +43,12 @@ def check_parity(result: Parity, atol: float, min_agreement_pct: float) -> None:
 
 def decide_int8(
     fp32_acc: float, int8_acc: float, fp32_ms: float, int8_ms: float, max_drop: float,
-    min_speedup: float,
+    min_speedup: float, timed: bool = True,
 ) -> Int8Decision:  # fmt: skip
     """Ship int8 only if its test accuracy is at most ``max_drop`` points below fp32 and it runs
-    at least ``min_speedup`` times as fast as fp32 on the device profile."""
+    at least ``min_speedup`` times as fast as fp32 on the device profile. A device the pipeline
+    cannot reach (``timed`` False: its latency table was imported) gets the accuracy gate only;
+    the decision says that the speed gate was not applied, for the device to time both graphs."""
     reasons = []
     drop = fp32_acc - int8_acc
     if not drop <= max_drop:  # a NaN accuracy is a refusal too
@@ -52,6 +56,8 @@ def decide_int8(
             f"int8 test accuracy {int8_acc:.2f}% is {drop:.2f} points below fp32 ({fp32_acc:.2f}%),"
             f" more than export.int8_max_acc_drop = {max_drop:g}"
         )
+    if not timed:
+        return Int8Decision(not reasons, tuple(reasons), (SPEED_NOT_CHECKED,))
     speedup = fp32_ms / int8_ms if int8_ms > 0 else math.nan
     if not speedup >= min_speedup:
         reasons.append(
@@ -59,6 +65,13 @@ def decide_int8(
             f" {fp32_ms:.4f} ms), below export.int8_min_speedup = {min_speedup:g}"
         )
     return Int8Decision(not reasons, tuple(reasons))
+
+
+SPEED_NOT_CHECKED = (
+    "export.int8_min_speedup: the device was measured elsewhere (its latency table imported), "
+    "so neither graph was timed here; time both on the device (edgelearn probe) and keep the "
+    "faster"
+)
 
 
 def refused(reason: str) -> Int8Decision:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -58,7 +59,8 @@ from components.latency import (
     DEVICES_DIR,
     DeviceProfile,
     Latency,
-    load_profile,
+    fleet_profile,
+    is_imported_table,
     session,
     time_interleaved,
 )
@@ -118,7 +120,9 @@ def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResu
     final = workdir / params.paths.final
     networks = [(load_subnet_file(final)[0], final, params.paths.final, FINE_TUNED)]
     data = load_prepared(prepared)
-    profiles = [load_profile(entry) for entry in params.search.profiles]
+    profiles = [fleet_profile(entry, workdir) for entry in params.search.profiles]
+    # a device whose entry is an imported table cannot be reached: its bundle is not timed here
+    timed = [not is_imported_table(entry) for entry in params.search.profiles]
     for profile in profiles[1:]:
         rel = f"{params.paths.search}/{DEVICES_DIR}/{profile.name}/{DEVICE_MODEL}"
         if not (workdir / rel).is_file():
@@ -138,7 +142,7 @@ def run(params: Params, workdir: Path, provenance: dict[str, Any]) -> ExportResu
                 log.info("bundle %d of %d: %s", k + 1, len(profiles), profile.name)
             target = staging if k == 0 else staging / DEVICES_DIR / profile.name
             built.append(build_bundle(params, *network, prepared, data, rows, profile, target,
-                                      provenance))  # fmt: skip
+                                      provenance, timed[k]))  # fmt: skip
 
     primary = built[0]
     metrics = primary.metrics
@@ -177,12 +181,14 @@ def build_bundle(
     params: Params, net: SubNetwork, model_path: Path, model_rel: str, training: str,
     prepared: Path,
     data: PreparedData, rows: dict[str, np.ndarray], profile: DeviceProfile, target: Path,
-    provenance: dict[str, Any],
+    provenance: dict[str, Any], timed: bool = True,
 ) -> Built:  # fmt: skip
     """``net`` (read from ``model_path``) with its log-mel frontend as one graph, checked against
-    PyTorch on every test clip, quantized, timed on ``profile``, its streaming detection and
-    real voices measured, written to ``target``: ``bundle/`` (graphs, labels, metadata, sums),
-    ``real_voices/`` and the graphs again at the top. Raises when a hard check fails."""
+    PyTorch on every test clip, quantized, timed on ``profile`` (not when ``timed`` is False: a
+    device measured elsewhere; its latencies are NaN and int8 gets the accuracy gate only), its
+    streaming detection and real voices measured, written to ``target``: ``bundle/`` (graphs,
+    labels, metadata, sums), ``real_voices/`` and the graphs again at the top. Raises when a
+    hard check fails."""
     p = params.export
     check_num_classes(prepared, data.classes, model_path, net.head.out_features)
     all_test = np.concatenate(list(rows.values()))
@@ -206,16 +212,22 @@ def build_bundle(
     cal = calibration_rows(data, p.calibration_clips, params.base.seed)
     quant, int8_out = try_int8(fp32, int8, data, cal, all_test, p)
     example = next(audio_batches(data.audio, all_test[:1]))
-    log.info("timing PyTorch eager, ONNX fp32 and ONNX int8 on '%s'", profile.name)
-    latency = measure_graphs(reference, fp32, int8 if int8_out is not None else None,
-                             example, profile)  # fmt: skip
+    latency: dict[str, Latency] = {}
+    if timed:
+        log.info("timing PyTorch eager, ONNX fp32 and ONNX int8 on '%s'", profile.name)
+        latency = measure_graphs(reference, fp32, int8 if int8_out is not None else None,
+                                 example, profile)  # fmt: skip
+    else:
+        log.info("'%s' was measured elsewhere (its table imported): its graphs are not timed "
+                 "here", profile.name)  # fmt: skip
     fp32_acc = accuracy_pct(fp32_out[0], labels)
     if int8_out is None:
         decision = refused(str(quant["refused"]))
     else:
-        decision = decide_int8(fp32_acc, accuracy_pct(int8_out[0], labels),
-                               latency["fp32"].median_ms, latency["int8"].median_ms,
-                               p.int8_max_acc_drop, p.int8_min_speedup)  # fmt: skip
+        decision = decide_int8(
+            fp32_acc, accuracy_pct(int8_out[0], labels), median_ms(latency, "fp32"),
+            median_ms(latency, "int8"), p.int8_max_acc_drop, p.int8_min_speedup, timed,
+        )  # fmt: skip
     require_int8(decision, p.int8)
     for reason in decision.reasons:
         log.warning("int8 model not shipped: %s", reason)
@@ -291,6 +303,11 @@ def measure_graphs(
         torch.set_num_threads(threads)
 
 
+def median_ms(latency: Mapping[str, Latency], name: str) -> float:
+    """A graph's measured median, NaN where it was not timed."""
+    return latency[name].median_ms if name in latency else math.nan
+
+
 def summarize(
     rows: dict[str, np.ndarray], data: PreparedData, fp32_out: np.ndarray,
     int8_out: np.ndarray | None, torch_out: np.ndarray, fp32_parity: Parity,
@@ -306,16 +323,16 @@ def summarize(
     if int8_out is None:
         int8_out = np.full_like(fp32_out, nan)
     int8_vs_fp32 = 100.0 * float((int8_out[0].argmax(1) == fp32_out[0].argmax(1)).mean())
-    int8_ms = latency["int8"].median_ms if "int8" in latency else nan
+    fp32_ms, int8_ms = median_ms(latency, "fp32"), median_ms(latency, "int8")
     metrics: dict[str, float | int] = {
         "onnx_bytes": onnx_bytes,
         "int8_bytes": int8_bytes,
         "parity_max_abs_diff": fp32_parity.max_abs_diff,
         "fp32_test_acc": round(accuracy_pct(fp32_out[0], labels), 3),
         "int8_test_acc": round(accuracy_pct(int8_out[0], labels), 3),
-        "fp32_latency_ms": round(latency["fp32"].median_ms, 4),
+        "fp32_latency_ms": round(fp32_ms, 4),
         "int8_latency_ms": round(int8_ms, 4),
-        "torch_latency_ms": round(latency["torch"].median_ms, 4),
+        "torch_latency_ms": round(median_ms(latency, "torch"), 4),
         "parity_label_agreement_pct": round(fp32_parity.label_agreement_pct, 3),
         "parity_logits_max_abs_diff": fp32_parity.logits_max_abs_diff,
         "parity_probabilities_max_abs_diff": fp32_parity.probabilities_max_abs_diff,
@@ -324,7 +341,7 @@ def summarize(
         "test_clips": len(labels),
         "calibration_clips": calibration_clips,
         "int8_shipped": int(decision.shipped),
-        "int8_speedup": round(latency["fp32"].median_ms / int8_ms, 3),
+        "int8_speedup": round(fp32_ms / int8_ms, 3),
     }
     for name, sl in ((SERVER, slice(0, n_server)), (CLIENT, slice(n_server, None))):
         metrics[f"fp32_{name}_test_acc"] = round(accuracy_pct(fp32_out[0][sl], labels[sl]), 3)
@@ -395,6 +412,8 @@ def bundle_metadata(
             "profile": device.name,
             "threads": device.threads,
             "graph_optimization": device.graph_optimization,
+            # a device measured elsewhere: no figure here (its search's are the table's)
+            "measured_here": bool(latency),
             **{k: round(v.median_ms, 4) for k, v in latency.items()},
         },
         "provenance": provenance,

@@ -19,7 +19,7 @@ from typing import Any
 from components.config import Params
 from components.errors import ConfigError
 from components.io import atomic_dir, write_json_atomic, write_text_atomic
-from components.latency import DeviceProfile, load_profile
+from components.latency import DeviceProfile, fleet_profile, load_profile
 from components.model.checkpoint import load_supernet_file
 from components.model.space import SearchSpace
 from components.model.supernet import SuperNet
@@ -42,7 +42,8 @@ On the device (Python 3 with numpy and onnxruntime; no torch, no edgelearn):
     python measure.py --out lut.json --device-name NAME
 
 Copy lut.json back to the pipeline's workspace, set `search.lut_import: lut.json` in
-params.yaml, and run `dvc repro`. probe.json says what is measured and how.
+params.yaml (or, for a fleet of devices, list it in `search.profiles`), and run `dvc repro`.
+probe.json says what is measured and how.
 """
 
 
@@ -120,7 +121,8 @@ def export_from_params(
     """The probe of the workspace's super-network (``paths.supernet``) with ``search.profiles[0]``'s
     timing settings and ``search.lut_width_stride`` unless given; the graphs are the ones the
     export stage would ship (``features``, ``export.opset``)."""
-    profile = load_profile(profile_name or params.search.profiles[0])
+    profile = (load_profile(profile_name) if profile_name else
+               fleet_profile(params.search.profiles[0], workdir))  # fmt: skip
     net, _ = load_supernet_file(workdir / params.paths.supernet)
     stride = width_stride or params.search.lut_width_stride
     graph = DeviceGraph(params.features, params.export.opset)

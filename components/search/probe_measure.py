@@ -411,7 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {out}: {lut['device']['name']}, all-removed network {lut['base_ms']:.4f} ms, "
           f"full network {lut['info']['full_ms']:.4f} ms measured, {predict_full(lut):.4f} ms "
           "from the table")  # fmt: skip
-    print(f"copy it to the pipeline's workspace and set search.lut_import: {out.name}")
+    print(f"copy it to the pipeline's workspace and set search.lut_import: {out.name} (or list "
+          "it in search.profiles, for a fleet)")  # fmt: skip
     return 0
 
 

@@ -35,7 +35,13 @@ from components.data.prepared import check_num_classes, load_prepared
 from components.data.splits import CLIENT, TEST
 from components.errors import ConfigError
 from components.io import atomic_dir, write_json_atomic
-from components.latency import DEVICE_MODEL, DEVICES_DIR, DeviceProfile, load_profile
+from components.latency import (
+    DEVICE_MODEL,
+    DEVICES_DIR,
+    DeviceProfile,
+    fleet_profile,
+    is_imported_table,
+)
 from components.model.checkpoint import load_supernet_file, save_subnet
 from components.model.subnet import SubNetwork
 from components.model.supernet import SuperNet
@@ -289,11 +295,13 @@ def train_winners(
 class Device:
     """One device of ``search.profiles``: its profile, where its outputs go under
     ``paths.search`` ("" for the primary device, ``devices/<name>`` for the others), and its
-    measurer (None: the primary device's table is imported, ``search.lut_import``)."""
+    measurer, or (``measure`` None) its table measured elsewhere: an entry that is a ``lut.json``,
+    or the primary device's ``search.lut_import``."""
 
     profile: DeviceProfile
     subdir: str
     measure: LatencyMeasurer | None
+    table: LatencyTable | None = None
 
     @property
     def name(self) -> str:
@@ -301,13 +309,25 @@ class Device:
 
 
 def fleet(
-    params: Params, net: SuperNet, graph: DeviceGraph, measurer: LatencyMeasurer | None,
+    params: Params, workdir: Path, net: SuperNet, graph: DeviceGraph,
+    measurer: LatencyMeasurer | None,
     fleet_measurer: Callable[[DeviceProfile], LatencyMeasurer] | None,
 ) -> list[Device]:  # fmt: skip
-    """The devices of ``search.profiles``, the primary first; every profile is loaded (and a
-    name that cannot be a folder, or one used twice, refused) before anything is measured."""
+    """The devices of ``search.profiles``, the primary first; every profile and imported table is
+    loaded (a table for another space, a name that cannot be a folder, or one used twice,
+    refused) before anything is measured."""
     s = params.search
-    profiles = [load_profile(entry) for entry in s.profiles]
+    profiles = [fleet_profile(entry, workdir) for entry in s.profiles]
+    if s.lut_import is not None and is_imported_table(s.profiles[0]):
+        raise ConfigError(
+            f"search.lut_import ({s.lut_import}) and search.profiles' first entry "
+            f"({s.profiles[0]}) both import the primary device's table; give one"
+        )
+    imported = [str(s.lut_import) if k == 0 and s.lut_import is not None else
+                entry if is_imported_table(entry) else None
+                for k, entry in enumerate(s.profiles)]  # fmt: skip
+    tables = [None if rel is None else LatencyTable.load(workdir / rel, net.space)
+              for rel in imported]  # fmt: skip
     resolve_budget(params, profiles[0], 1.0)  # both budget keys given: refused before any work
     if len(profiles) > 1 and s.budget_ms is not None:
         raise ConfigError(
@@ -337,10 +357,12 @@ def fleet(
         m.exported = exported
         return m
 
-    primary = None if s.lut_import is not None else (measurer or ort(profiles[0]))
-    return [Device(profiles[0], "", primary)] + [
-        Device(p, f"{DEVICES_DIR}/{p.name}", (fleet_measurer or ort)(p)) for p in profiles[1:]
-    ]
+    primary = None if tables[0] is not None else (measurer or ort(profiles[0]))
+    devices = [Device(profiles[0], "", primary, tables[0])]
+    for p, t in zip(profiles[1:], tables[1:], strict=True):
+        measure = None if t is not None else (fleet_measurer or ort)(p)
+        devices.append(Device(p, f"{DEVICES_DIR}/{p.name}", measure, t))
+    return devices
 
 
 DEVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -355,8 +377,9 @@ def run(
 ) -> SearchResult:
     """The stage, for every device of ``search.profiles`` from the one super-network.
     ``measurer`` defaults to ONNX Runtime on the primary device's profile, ``fleet_measurer``
-    (a profile -> measurer) on every other one's (tests inject them); with ``search.lut_import``
-    the primary device's table is another device's and nothing is measured for it here.
+    (a profile -> measurer) on every other one's (tests inject them). A device whose entry is a
+    ``lut.json`` (or the primary device, with ``search.lut_import``) was measured elsewhere:
+    its table is imported and nothing is measured for it here (its winners are predictions).
     Candidates' inherited accuracies are device-independent: scored once, shared by every
     device's search. NetAdapt v1 (``search.netadapt_v1``) pre-trains once and adapts per device.
     Returns the primary device's result; the others' are in ``result.devices``."""
@@ -367,7 +390,7 @@ def run(
     choices = [space.width_choices(i) for i in range(space.num_layers)]
     graph = DeviceGraph(params.features, params.export.opset)  # what the export stage ships
     graph.check(space)
-    devices = fleet(params, net, graph, measurer, fleet_measurer)
+    devices = fleet(params, workdir, net, graph, measurer, fleet_measurer)
     calibration = inputs.data.calibration_batches(params.supernet.recalibration_batches, 128,
                                                   params.base.seed)  # fmt: skip
     scorer = CachedEvaluator(SupernetEvaluator(net, inputs.data, calibration))
@@ -420,7 +443,8 @@ def search_device(
     # 1. the latency table (checked against whole networks measured with it) and the budget
     t0 = time.perf_counter()
     if measure is None:
-        lut = LatencyTable.load(workdir / str(s.lut_import), space)
+        assert device.table is not None  # a device without a measurer has its table (fleet())
+        lut = device.table
         full_ms = lut.predict(space.largest())
         lut_error = imported_error(lut)
         lut_error_source = "none" if math.isnan(lut_error) else "imported"

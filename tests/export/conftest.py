@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from copy import deepcopy
 from dataclasses import dataclass
@@ -58,14 +59,21 @@ def trained(corpus):
 
 def export_once(
     workdir: Path, trained: SubNetwork, manifest: object, fleet: tuple[str, ...] = (),
-    **export: object,
+    imported: tuple[str, ...] = (), **export: object,
 ) -> Exported:  # fmt: skip
     """The export stage on ``workdir``, with ``fleet``: further devices (quick profiles of those
-    names), whose networks the search stage would have left in search/devices/<name>/."""
+    names), and ``imported``: further devices measured elsewhere (a latency table of that name,
+    ``IMPORTED_THREADS`` threads), whose networks the search stage would have left in
+    search/devices/<name>/."""
     profiles = [workdir / "quick.yaml", *(workdir / f"{name}.yaml" for name in fleet)]
     for path in profiles[1:]:
         path.write_text(QUICK_PROFILE.replace("test-quick", path.stem))
     profiles[0].write_text(QUICK_PROFILE)
+    for name in imported:  # only the device record matters here (the search stage read the rest)
+        table = {"format": "edgelearn.lut/1", "device": {"name": name, "threads": IMPORTED_THREADS,
+                 "execution_provider": "XnnpackExecutionProvider", "os": "android"}}  # fmt: skip
+        profiles.append(workdir / f"{name}.json")
+        profiles[-1].write_text(json.dumps(table))
     params = params_from_dict(
         {"search": {"profiles": [str(p) for p in profiles]},
          "export": {"calibration_clips": 200, "stream_minutes": 1.0, **export}}
@@ -86,17 +94,22 @@ def exported(corpus, trained) -> Exported:
 def fp32_only(corpus, trained, tmp_path_factory) -> Exported:
     """The export stage with an int8 speed gate no model can pass (1000x faster than fp32): the
     int8 model is built, measured and refused, and the bundle ships fp32 alone. For a fleet of
-    two devices: the second's network (``FLEET_DEVICE``) the trained one with other weights
-    (its head halved), as the search stage would leave it."""
+    three devices: the second's network (``FLEET_DEVICE``) and the third's (``IMPORTED_DEVICE``,
+    measured elsewhere) the trained one with other weights (its head scaled), as the search stage
+    would leave them."""
     workdir, _, manifest, _ = corpus
     copy = tmp_path_factory.mktemp("export-fp32-only")
     for rel in ("data/prepared", "models"):
         shutil.copytree(workdir / rel, copy / rel)
-    other = deepcopy(trained)
-    with torch.no_grad():
-        other.head.weight.mul_(0.5)
-    save_subnet(copy / f"search/devices/{FLEET_DEVICE}/model.pt", other)
-    return export_once(copy, trained, manifest, fleet=(FLEET_DEVICE,), int8_min_speedup=1000.0)
+    for name, scale in ((FLEET_DEVICE, 0.5), (IMPORTED_DEVICE, 0.75)):
+        other = deepcopy(trained)
+        with torch.no_grad():
+            other.head.weight.mul_(scale)
+        save_subnet(copy / f"search/devices/{name}/model.pt", other)
+    return export_once(copy, trained, manifest, fleet=(FLEET_DEVICE,), imported=(IMPORTED_DEVICE,),
+                       int8_min_speedup=1000.0)  # fmt: skip
 
 
 FLEET_DEVICE = "test-fleet"
+IMPORTED_DEVICE = "test-phone"
+IMPORTED_THREADS = 4

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from components.export.gates import (
+    SPEED_NOT_CHECKED,
     ExportCheckError,
     Int8Decision,
     check_parity,
@@ -43,6 +44,18 @@ def test_int8_refused_for_speed_and_for_both():
 def test_nan_figures_are_refusals():
     assert not decide_int8(90.0, math.nan, 1.0, 0.5, 1.0, 1.0).shipped
     assert not decide_int8(90.0, 90.0, 1.0, 0.0, 1.0, 1.0).shipped
+
+
+def test_a_device_measured_elsewhere_gets_the_accuracy_gate_only_and_is_told_so():
+    nan = math.nan
+    d = decide_int8(90.0, 89.5, nan, nan, 1.0, 1000.0, timed=False)
+    assert d == Int8Decision(True, (), (SPEED_NOT_CHECKED,))
+    assert d.to_dict() == {"shipped": True, "refused_because": [],
+                           "not_checked": [SPEED_NOT_CHECKED]}  # fmt: skip
+    refused_for_accuracy = decide_int8(90.0, 87.0, nan, nan, 1.0, 1.0, timed=False)
+    assert not refused_for_accuracy.shipped and len(refused_for_accuracy.reasons) == 1
+    assert "int8_max_acc_drop" in refused_for_accuracy.reasons[0]
+    assert decide_int8(90.0, 89.5, 1.0, 0.8, 1.0, 1.0).to_dict()["not_checked"] == []
 
 
 def test_required_int8_stops_only_when_refused():

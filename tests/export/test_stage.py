@@ -14,10 +14,10 @@ from components.errors import EdgelearnError
 from components.export import stage
 from components.export.bundle import SUMS, BundleError, open_bundle, sha256_file
 from components.export.evaluate import score_folder
-from components.export.gates import ExportCheckError
+from components.export.gates import SPEED_NOT_CHECKED, ExportCheckError
 from components.export.predict import Predictor
 from components.model.checkpoint import save_subnet
-from tests.export.conftest import FLEET_DEVICE
+from tests.export.conftest import FLEET_DEVICE, IMPORTED_DEVICE, IMPORTED_THREADS
 from tests.helpers import kws
 
 
@@ -63,7 +63,8 @@ def test_a_fleet_gets_a_checked_bundle_per_device_with_its_own_network(fp32_only
     server data only."""
     work, result, m = fp32_only.workdir, fp32_only.result, fp32_only.result.metrics
     folder = work / "export/devices" / FLEET_DEVICE
-    assert result.fleet_bundles == {FLEET_DEVICE: folder / "bundle"}
+    assert result.fleet_bundles[FLEET_DEVICE] == folder / "bundle"
+    assert set(result.fleet_bundles) == {FLEET_DEVICE, IMPORTED_DEVICE}
     assert sorted(p.name for p in folder.iterdir()) == ["bundle", "model.onnx", "real_voices"]
     bundle = open_bundle(folder / "bundle")  # every file against its sum
     meta, primary = bundle.metadata, result.metadata
@@ -77,9 +78,38 @@ def test_a_fleet_gets_a_checked_bundle_per_device_with_its_own_network(fp32_only
     assert meta["mlflow_registered_model"] is None and primary["mlflow_registered_model"]
     assert "server data only" in meta["training"] and "federated" in primary["training"]
     assert (folder / "model.onnx").read_bytes() != (work / "export/model.onnx").read_bytes()
-    assert m["devices"] == 2 and set(m["fleet"]) == {FLEET_DEVICE}
+    assert meta["latency_ms"]["measured_here"] is primary["latency_ms"]["measured_here"] is True
+    assert m["devices"] == 3 and set(m["fleet"]) == {FLEET_DEVICE, IMPORTED_DEVICE}
     figures = m["fleet"][FLEET_DEVICE]
     assert figures["fp32_test_acc"] == meta["verification"]["fp32_test_acc"]
+    assert meta["latency_ms"]["fp32"] == figures["fp32_latency_ms"] > 0
+
+
+@pytest.mark.slow
+def test_a_fleet_device_measured_elsewhere_gets_a_checked_bundle_that_is_not_timed_here(fp32_only):
+    """A device whose search.profiles entry is an imported latency table: its bundle has the
+    same checks (parity, the int8 accuracy gate, detection, real voices), is named and threaded
+    as its table's device record says, and is not timed here: no latency figure, and the int8
+    speed gate is said to be not applied (the gate that no model passes in this fixture), so
+    int8 ships exactly when its accuracy gate passes."""
+    work, m = fp32_only.workdir, fp32_only.result.metrics
+    folder = work / "export/devices" / IMPORTED_DEVICE
+    assert fp32_only.result.fleet_bundles[IMPORTED_DEVICE] == folder / "bundle"
+    meta = open_bundle(folder / "bundle").metadata  # every file against its sum
+    assert meta["provenance"]["model_file"] == f"search/devices/{IMPORTED_DEVICE}/model.pt"
+    assert meta["latency_ms"] == {"profile": IMPORTED_DEVICE, "threads": IMPORTED_THREADS,
+                                  "graph_optimization": "all", "measured_here": False}  # fmt: skip
+    figures = m["fleet"][IMPORTED_DEVICE]
+    for key in ("fp32_latency_ms", "int8_latency_ms", "torch_latency_ms"):
+        assert math.isnan(figures[key]), key
+    quant = meta["quantization"]
+    assert quant["not_checked"] == [SPEED_NOT_CHECKED]
+    drop = figures["fp32_test_acc"] - figures["int8_test_acc"]
+    assert quant["shipped"] is (drop <= 1.0) and bool(figures["int8_shipped"]) is quant["shipped"]
+    assert all("int8_min_speedup" not in reason for reason in quant["refused_because"])
+    assert (folder / "model.int8.onnx").is_file() is quant["shipped"]
+    assert figures["fp32_test_acc"] == meta["verification"]["fp32_test_acc"] > 0
+    assert math.isfinite(figures["real_voice_acc"])
 
 
 @pytest.mark.slow

@@ -491,3 +491,62 @@ def test_a_fleet_refuses_two_profiles_with_one_name(tmp_path):
         search.run(params(profiles=["cpu-2threads", str(twin)], budget_ms=None), tmp_path,
                    measurer=StubMeasurer(), fleet_measurer=lambda p: StubMeasurer())  # fmt: skip
     assert not (tmp_path / "search").exists()
+
+
+def test_a_fleet_entry_that_is_a_table_measured_elsewhere_is_searched_without_measuring(tmp_path):
+    """search.profiles: [a profile, phone.json]: the phone's table (written by `edgelearn probe`'s
+    measure.py on a device the pipeline cannot reach) names the device and gives its profile's
+    budget (a fraction of its own full network); the phone gets MCD on its table, the random
+    baseline, its network trained and its files, and nothing is measured for it (its winners
+    are the table's predictions)."""
+    write_search_inputs(tmp_path)
+    phone = additive_table(layer_ms=LAYER_MS[::-1])  # full network 6 ms
+    phone.device = {"name": "pixel-7", "threads": 4, "budget": {"fraction": 0.6},
+                    "execution_provider": "XnnpackExecutionProvider", "os": "android"}  # fmt: skip
+    phone.save(tmp_path / "phone.json")
+    measured: list[str] = []
+    result = search.run(
+        params(profiles=["cpu-1thread-quick", "phone.json"], budget_ms=None,
+               train_baselines=False),
+        tmp_path, measurer=StubMeasurer(device=DEVICE, later=later),
+        fleet_measurer=lambda p: measured.append(p.name) or StubMeasurer(),
+    )  # fmt: skip
+    assert measured == [] and set(result.devices) == {"pixel-7"}
+    other = result.devices["pixel-7"]
+    out = tmp_path / "search/devices/pixel-7"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "arch.json", "history.json", "lut.json", "model.pt", "pareto.png"
+    ]  # fmt: skip
+    assert other.arch["device"] == "pixel-7"
+    assert other.arch["latency_budget_ms"] == pytest.approx(0.6 * 6.0)
+    assert phone.predict(other.arch["widths"]) == other.arch["predicted_latency_ms"] <= 0.6 * 6.0
+    assert math.isnan(other.metrics["measured_latency_ms"])
+    assert other.history["winners"]["mcd"]["fits_budget"] is None
+    assert "random" in other.outcomes and "uniform" not in other.outcomes  # uniform is measured
+    assert LatencyTable.load(out / "lut.json", STAGE_SPACE).to_dict() == phone.to_dict()
+    assert result.metrics["devices"] == 2 and result.arch["device"] == "cpu-1thread-quick"
+
+
+@pytest.mark.parametrize(
+    ("profiles", "lut_import", "message"),
+    [
+        (["cpu-1thread-quick", "gone.json"], None, r"gone.json: no such latency table"),
+        (["cpu-1thread-quick", "odd.json"], None, r"odd.json: no `device` record"),
+        (["cpu-1thread-quick", "other_space.json"], None, r"other_space.json: .*space"),
+        (["phone.json"], "phone.json", r"search.lut_import \(phone.json\) and search.profiles'"),
+    ],
+)  # fmt: skip
+def test_a_fleet_refuses_an_imported_table_it_cannot_use_before_any_work(
+    tmp_path, profiles, lut_import, message
+):
+    write_search_inputs(tmp_path)
+    additive_table().save(tmp_path / "phone.json")
+    (tmp_path / "odd.json").write_text('{"format": "edgelearn.lut/1"}')
+    data = additive_table().to_dict()
+    data["space"]["stages"][0]["channels"] = 8  # a table measured for another search space
+    (tmp_path / "other_space.json").write_text(json.dumps(data))
+    measurer = StubMeasurer()
+    with pytest.raises(ConfigError, match=message):
+        search.run(params(profiles=profiles, lut_import=lut_import, budget_ms=None), tmp_path,
+                   measurer=measurer, fleet_measurer=lambda p: StubMeasurer())  # fmt: skip
+    assert measurer.calls == [] and not (tmp_path / "search").exists()
