@@ -146,13 +146,25 @@ def until_measured(
     the rule of ``RunLatency.fits`` (its measured median above ``budget / table full`` times the
     full network's measured median in the same run: the table was optimistic for it), the
     search again (``search(budget, previous)``) for proportionally less, up to ``max_rounds``.
+    A re-search the table cannot satisfy (it asks for less than the table's smallest network: on
+    a noisy host, or a table far off this device) keeps the previous round's winner, reported as
+    missing the budget (``re_search_stopped`` in the last round), instead of failing the stage.
     Returns every round's outcome, the budget the table was last asked for, and the rounds."""
     full_ms = lut.info["full_ms"] if measure else NAN
     search_budget, previous = budget, None
     outcomes: list[SearchOutcome] = []
     rounds: list[dict[str, Any]] = []
     while True:
-        outcome = search(search_budget, previous)
+        try:
+            outcome = search(search_budget, previous)
+        except SearchError as err:
+            if previous is None:
+                raise
+            log.warning("the measured check asked the table for %.4f ms, which it cannot meet "
+                        "(%s): keeping the previous winner, measured over the budget",
+                        search_budget, err)  # fmt: skip
+            rounds[-1]["re_search_stopped"] = str(err)
+            return outcomes, rounds[-1]["search_budget_ms"], rounds
         outcomes.append(outcome)
         measured = measure.latencies(lut, [outcome.widths])[0] if measure else None
         rounds.append(round_record(search_budget, outcome, measured, budget, full_ms))

@@ -17,7 +17,7 @@ from components.progress import no_progress
 from components.search import measure, report
 from components.search import stage as search
 from components.search.lut import LatencyTable
-from components.search.mcd import CachedEvaluator
+from components.search.mcd import CachedEvaluator, SearchError, SearchOutcome
 from components.search.records import arch_key
 from tests.helpers.search import LAYER_MS, StubMeasurer, additive_table, write_search_inputs
 from tests.helpers.spaces import STAGE_SPACE, STAGE_SUPERNET
@@ -231,6 +231,31 @@ def test_a_uniform_drift_after_the_table_is_not_a_miss(tmp_path):
     assert rounds == [{"search_budget_ms": BUDGET_MS, "widths": [0, 16], "predicted_ms": 4.0,
                        "measured_ms": 5.0, "aligned_ms": 4.0, "measured_full_ms": 7.5,
                        "run_budget_ms": 5.0, "fits": True}]  # fmt: skip
+
+
+def test_a_re_search_the_table_cannot_meet_keeps_the_last_winner_instead_of_failing():
+    """The winner [0, 16] measures 14 ms after the table's run (a table far off this device, or
+    a noisy host) and misses; the re-search finds nothing the table predicts under what the
+    check asks for. The winner is kept, reported as missing the budget with the reason, and the
+    stage goes on; a first search that fails still fails."""
+    measurer = StubMeasurer(later=lambda ms: ms if ms >= 6.5 else ms + 10.0)
+    lut, _ = measurer.table_with([])
+    asked: list[float] = []
+
+    def search_for(budget: float, previous: SearchOutcome | None) -> SearchOutcome:
+        asked.append(budget)
+        if previous is not None:
+            raise SearchError(f"no architecture in the space meets {budget:.4f} ms")
+        return SearchOutcome("mcd", [0, 16], 4.0, 0.5, [], 0.0, [])
+
+    outcomes, search_budget, rounds = search.until_measured(search_for, lut, BUDGET_MS,
+                                                            measurer, 3)  # fmt: skip
+    assert [o.widths for o in outcomes] == [r["widths"] for r in rounds] == [[0, 16]]
+    assert rounds[0]["fits"] is False and search_budget == BUDGET_MS
+    assert len(asked) == 2 and asked[1] < BUDGET_MS
+    assert rounds[0]["re_search_stopped"] == f"no architecture in the space meets {asked[1]:.4f} ms"
+    with pytest.raises(SearchError, match="no architecture"):
+        search.until_measured(lambda b, p: search_for(b, outcomes[0]), lut, BUDGET_MS, measurer, 3)
 
 
 def test_within_budget_aligned_but_not_measured_is_searched_again(tmp_path):
