@@ -156,7 +156,8 @@ def test_search_stage_outputs(smoke):
     # the uniform multiplier is a plain scaled network, or says why none meets the budget (the
     # frontend and the fixed layers can keep the narrowest above it: docs/benchmarks.md)
     if "uniform" in history:
-        assert history["uniform"]["stage_channels"] and metrics["uniform_baseline_multiplier"] < 1
+        details = json.loads((ws / "metrics/details/search.json").read_text())
+        assert history["uniform"]["stage_channels"] and details["uniform_baseline_multiplier"] < 1
     else:
         assert "no uniform width multiplier meets" in history["missing_baselines"]["uniform"]
     # per draw, as many random draws as MCD evaluated (fewer where fewer architectures fit); a
