@@ -144,7 +144,7 @@ class PrepareParams(Section):
     client_test_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.3
     min_client_clips: Annotated[int, Field(ge=2)] = 4
     max_clients: Annotated[int, Field(ge=0)] = 0
-    unknown_ratio: Annotated[float, Field(ge=0.0)] = 2.0
+    unknown_ratio: Annotated[float, Field(ge=0.0)] = 4.0
     silence_ratio: Annotated[float, Field(ge=0.0)] = 1.0
     min_duration_s: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
 
@@ -177,7 +177,7 @@ class SupernetParams(Section):
     expand: Annotated[int, Field(ge=1)] = 2  # inverted: the widest hidden width, x channels
     stem_stride: Pair = (2, 4)
     width_step: Annotated[int, Field(gt=0)] = 16
-    epochs: Annotated[int, Field(ge=1)] = 40
+    epochs: Annotated[int, Field(ge=1)] = 34
     batch_size: Annotated[int, Field(ge=1)] = 64
     lr: Annotated[float, Field(gt=0.0)] = 2e-2
     weight_decay: Annotated[float, Field(ge=0.0)] = 1e-2
@@ -240,7 +240,7 @@ class SearchParams(Section):
     # (each timed candidate is one more device graph to export, ~2 s)
     pareto_repeats: Annotated[int, Field(ge=0)] = 0
     max_measure_rounds: Annotated[int, Field(ge=1)] = 3  # re-search if the measured figure fails
-    train_epochs: Annotated[int, Field(ge=1)] = 20  # training of the discovered network
+    train_epochs: Annotated[int, Field(ge=1)] = 17  # training of the discovered network
     train_baselines: bool = True  # train the uniform and random winners the same way
 
     @model_validator(mode="before")
