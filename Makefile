@@ -50,7 +50,7 @@ lint: install
 #   .venv/bin/python -m bench.supernet_sweep '{"full_fraction": 0.5}' '{"epochs": 40}'
 #   .venv/bin/python -m bench.federated_sweep --from-supernet 32,16,32,64,32,64 --seeds 1234,1,2
 #       '{"pvt.strategy": "all", "omc.enabled": false}' '{"omc.enabled": false}'   (one command)
-BENCHES := data supernet space search fleet frontend export federated
+BENCHES := data negatives supernet space search fleet frontend export detector federated
 
 bench: install
 	@for b in $(BENCHES); do \
