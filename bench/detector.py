@@ -13,8 +13,14 @@ hour on the test streams (an oracle threshold, for comparing settings only).
 
 One model (the bundle); the spread is over the stream draws, not over trained models.
 
+``--calibrate`` asks instead where the threshold should be chosen: on the server validation
+streams (the export stage's rule) or on streams of the client speakers' own *training* clips
+(keyword-free and keyword streams, as a fleet of devices would calibrate on audio of their own
+users), each applied to the server and client test streams, with the default detector
+(``bench/results/detector_calibration.json``).
+
     python -m bench.detector [--bundle export/bundle] [--seeds 1234,1,2] [--smoothing 1,3,5,8]
-        [--refractory 1.0]
+        [--refractory 1.0] [--calibrate]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Any
 from bench.common import arguments, compare, mean_spread, quiet, save, table
 from components.config import load_params
 from components.data.prepared import load_prepared
+from components.data.splits import CLIENT, TRAIN
 from components.export.bundle import open_bundle
 from components.export.detection import SETS, TEST_SETS, score_set
 from components.export.predict import Predictor
@@ -64,6 +71,54 @@ def figures(sets: dict[str, Any], detector: Detector, target: float) -> dict[str
     }
 
 
+CALIBRATION_SOURCES = (("server validation", "val"), ("client training", "client_train"))
+
+
+def calibration(sets: dict[str, Any], detector: Detector, target: float) -> dict[str, float]:
+    """Test figures per pool at the threshold chosen on each ``CALIBRATION_SOURCES`` set."""
+    out: dict[str, float] = {}
+    for _, source in CALIBRATION_SOURCES:
+        rates = [t.false_accepts_per_hour for t in sweep(sets[source].streams, detector)]
+        threshold, met = choose_threshold(GRID, rates, target)
+        out[f"{source}_threshold"] = threshold
+        out[f"{source}_target_met"] = float(met)
+        for name in TEST_SETS:
+            tally = sets[name].tally(threshold, detector)
+            out[f"{source}_{name}_false_accepts_per_hour"] = tally.false_accepts_per_hour
+            out[f"{source}_{name}_false_reject_rate"] = tally.false_reject_rate
+    return out
+
+
+def main_calibration(args: Any, params: Any, data: Any, bundle: Any, predictor: Any) -> None:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    target = params.export.target_false_accepts_per_hour
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        print(f"stream seed {seed}: scoring the streams ...", flush=True)
+        sets = {name: score_set(predictor, bundle.metadata, data, i, name, pool, split,
+                                params.export.stream_minutes, seed, Detector())
+                for i, (name, pool, split) in enumerate(SETS)}  # fmt: skip
+        minutes = params.export.stream_minutes
+        sets["client_train"] = score_set(predictor, bundle.metadata, data, len(SETS) + 1,
+                                         "client_train", CLIENT, TRAIN, minutes, seed,
+                                         Detector())  # fmt: skip
+        runs.append({"seed": seed, "metrics": calibration(sets, Detector(), target)})
+        print("  " + ", ".join(f"{k} {v:.3g}" for k, v in runs[-1]["metrics"].items()), flush=True)
+    figures_ = ("false_accepts_per_hour", "false_reject_rate")
+    columns = ["threshold", *(f"{n}_{k}" for n in TEST_SETS for k in figures_)]
+    rows = [[label, *(mean_spread([r["metrics"][f"{source}_{c}"] for r in runs],
+                                  ".2f" if c == "threshold" else ".1f") for c in columns)]
+            for label, source in CALIBRATION_SOURCES]  # fmt: skip
+    print(f"\nbundle {args.bundle}; stream seeds {seeds}; default detector; mean ± stdev")
+    print(table(["threshold chosen on", "threshold", "server test FA/h", "server test FR %",
+                 "client test FA/h", "client test FR %"], rows))  # fmt: skip
+    path = save("detector_calibration", {
+        "bundle": args.bundle, "seeds": seeds, "architecture": bundle.metadata["architecture"],
+        "detector": Detector().to_dict(), "target_false_accepts_per_hour": target, "runs": runs,
+    })  # fmt: skip
+    print(f"written {path}")
+
+
 def main() -> None:
     parser = arguments("bench.detector", __doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -71,12 +126,18 @@ def main() -> None:
     parser.add_argument("--seeds", default="1234,1,2", help="stream seeds, comma-separated")
     parser.add_argument("--smoothing", default="1,3,5,8", help="hops averaged, comma-separated")
     parser.add_argument("--refractory", default="1.0", help="seconds, comma-separated")
+    parser.add_argument(
+        "--calibrate", action="store_true", help="compare where the threshold is chosen (see above)"
+    )
     args = parser.parse_args()
     quiet()
     params = load_params(args.params)
     data = load_prepared(Path(params.paths.prepared))
     bundle = open_bundle(Path(args.bundle))
     predictor = Predictor(bundle, threads=0)
+    if args.calibrate:
+        main_calibration(args, params, data, bundle, predictor)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = [Detector(smoothing=int(k), refractory_s=float(r))
                 for k in args.smoothing.split(",") for r in args.refractory.split(",")]  # fmt: skip
