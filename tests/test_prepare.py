@@ -122,7 +122,8 @@ def test_prepare_with_a_keyword_list_of_its_own(tmp_path):
     root = tmp_path / "sc"
     words = ("hey_edge", "marvin", "yes", "bed", "no", "cat")
     write_speech_commands(root, num_speakers=10, words=words)
-    result = prepare.run(sc_params(root, keywords=["hey edge", "marvin"]), tmp_path)
+    params = sc_params(root, keywords=["hey edge", "marvin"], unknown_ratio=2.0)
+    result = prepare.run(params, tmp_path)
     data = load_prepared(result.out_dir)
     assert data.classes == ["hey edge", "marvin", UNKNOWN, SILENCE]
     assert result.metrics["num_classes"] == 4
@@ -131,8 +132,8 @@ def test_prepare_with_a_keyword_list_of_its_own(tmp_path):
     assert set(man.loc[folder == "hey_edge", "label"]) == {"hey edge"}
     assert set(man.loc[folder.isin(words[2:]), "label"]) == {UNKNOWN}
     assert (man["label_index"] == [data.classes.index(x) for x in man["label"]]).all()
-    # the cap on unknown clips follows the keyword count: 2 x a mean keyword class, here as many
-    # as the keyword clips (of twice as many) in each server split (whole speakers)
+    # the cap on unknown clips follows the keyword count: unknown_ratio 2 x a mean keyword class,
+    # here as many as the keyword clips (of twice as many) in each server split (whole speakers)
     speech = man[(man["label"] != SILENCE) & (man["pool"] == "server")]
     for _, group in speech.groupby("split"):
         assert (group["label"] == UNKNOWN).sum() == (group["label"] != UNKNOWN).sum()
