@@ -76,3 +76,13 @@ def mean_spread(values: list[float], fmt: str = ".1f") -> str:
         return format(values[0], fmt)
     spread = format(statistics.stdev(values), fmt.replace("+", ""))
     return f"{format(statistics.mean(values), fmt)} ± {spread}"
+
+
+def frr_at(curve: list[tuple[float, float]], false_accepts_per_hour: float) -> float:
+    """The lowest false-reject rate on a detection curve (``(false accepts per hour, false-reject
+    rate)`` per threshold of the grid, measured on test streams) among the thresholds that make at
+    most ``false_accepts_per_hour``: the detector's trade-off whatever threshold validation chose
+    (an oracle threshold; compare models with it, never quote it as a deployment figure). NaN when
+    no threshold is that quiet."""
+    ok = [frr for fa, frr in curve if fa <= false_accepts_per_hour]
+    return min(ok) if ok else float("nan")

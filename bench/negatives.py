@@ -43,7 +43,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from bench.common import RESULTS, arguments, compare, mean_spread, quiet, save, table
+from bench.common import RESULTS, arguments, compare, frr_at, mean_spread, quiet, save, table
 from bench.data import predictions, real_voice_scores, real_voice_set
 from components import prepare as prepare_stage
 from components.config import Params, load_params
@@ -135,16 +135,6 @@ COLUMNS = [  # (key, header)
     ("false_reject_rate", "false rejects % (test)"),
     ("frr_at_10_fa", "false rejects % at <= 10 false accepts/h (test curve)"),
 ]
-
-
-def frr_at(curve: list[dict[str, float]], false_accepts_per_hour: float) -> float:
-    """The lowest test false-reject rate on the threshold grid among the thresholds whose test
-    streams make at most ``false_accepts_per_hour``: the detector's trade-off on the test curve,
-    whatever threshold validation chose (an oracle threshold; compare models with it, do not
-    quote it as a deployment figure). NaN when no threshold is that quiet."""
-    ok = [c["test_false_reject_rate"] for c in curve
-          if c["test_false_accepts_per_hour"] <= false_accepts_per_hour]  # fmt: skip
-    return min(ok) if ok else float("nan")
 
 
 def main() -> None:
@@ -241,7 +231,9 @@ def main() -> None:
                   ("detection_threshold", "false_accepts_per_hour", "false_reject_rate",
                    "detection_target_met")}  # fmt: skip
             m["detection_curve"] = report.metrics["detection_curve"]
-            m["frr_at_10_fa"] = frr_at(m["detection_curve"], 10.0)
+            curve = [(c["test_false_accepts_per_hour"], c["test_false_reject_rate"])
+                     for c in m["detection_curve"]]  # fmt: skip
+            m["frr_at_10_fa"] = frr_at(curve, 10.0)
             runs.append({"seed": seed, "ratio": ratio, "metrics": m})
             record()
             print("  " + ", ".join(f"{h} {m[k]:.3g}" for k, h in COLUMNS), flush=True)

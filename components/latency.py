@@ -103,10 +103,10 @@ def is_imported_table(entry: str) -> bool:
     return Path(entry).suffix == ".json"
 
 
-def imported_profile(path: Path) -> DeviceProfile:
-    """The profile a latency table measured elsewhere was measured with: its ``device`` record
-    (named as ``measure.py --device-name`` named it); its name, threads and budget are the fleet
-    entry's."""
+def imported_record(path: Path) -> tuple[DeviceProfile, dict[str, Any]]:
+    """The profile a latency table measured elsewhere was measured with (its ``device`` record,
+    named as ``measure.py --device-name`` named it; its name, threads and budget are the fleet
+    entry's) and the table's JSON, read once."""
     if not path.is_file():
         raise ConfigError(
             f"search.profiles: {path}: no such latency table (a lut.json written by the "
@@ -124,12 +124,17 @@ def imported_profile(path: Path) -> DeviceProfile:
         )
     known = {k: v for k, v in device.items() if k in DeviceProfile.model_fields}
     try:
-        return DeviceProfile.model_validate(known, strict=False)
+        return DeviceProfile.model_validate(known, strict=False), data
     except ValidationError as err:
         problems = "; ".join(
             f"device.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in err.errors()
         )
         raise ConfigError(f"{path}: invalid device record: {problems}") from None
+
+
+def imported_profile(path: Path) -> DeviceProfile:
+    """``imported_record``'s profile."""
+    return imported_record(path)[0]
 
 
 def fleet_profile(entry: str, workdir: Path = Path(".")) -> DeviceProfile:

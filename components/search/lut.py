@@ -217,6 +217,11 @@ class LatencyTable:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}: not valid JSON ({err})") from None
+        return cls.parse(data, path, space)
+
+    @classmethod
+    def parse(cls, data: Any, path: Path, space: SearchSpace | None = None) -> LatencyTable:
+        """``load`` of JSON already read from ``path``."""
         table = cls.from_dict(data, str(path))
         if space is not None and table.space.to_dict() != space.to_dict():
             raise ConfigError(

@@ -39,8 +39,9 @@ from components.latency import (
     DEVICE_MODEL,
     DEVICES_DIR,
     DeviceProfile,
-    fleet_profile,
+    imported_record,
     is_imported_table,
+    load_profile,
 )
 from components.model.checkpoint import load_supernet_file, save_subnet
 from components.model.subnet import SubNetwork
@@ -329,17 +330,23 @@ def fleet(
     loaded (a table for another space, a name that cannot be a folder, or one used twice,
     refused) before anything is measured."""
     s = params.search
-    profiles = [fleet_profile(entry, workdir) for entry in s.profiles]
     if s.lut_import is not None and is_imported_table(s.profiles[0]):
         raise ConfigError(
             f"search.lut_import ({s.lut_import}) and search.profiles' first entry "
             f"({s.profiles[0]}) both import the primary device's table; give one"
         )
-    imported = [str(s.lut_import) if k == 0 and s.lut_import is not None else
-                entry if is_imported_table(entry) else None
-                for k, entry in enumerate(s.profiles)]  # fmt: skip
-    tables = [None if rel is None else LatencyTable.load(workdir / rel, net.space)
-              for rel in imported]  # fmt: skip
+    profiles: list[DeviceProfile] = []
+    tables: list[LatencyTable | None] = []
+    for k, entry in enumerate(s.profiles):
+        if is_imported_table(entry):  # its profile is the table's device record: read once
+            profile, data = imported_record(workdir / entry)
+            profiles.append(profile)
+            tables.append(LatencyTable.parse(data, workdir / entry, net.space))
+        else:
+            profiles.append(load_profile(entry))
+            primary_import = k == 0 and s.lut_import is not None
+            tables.append(LatencyTable.load(workdir / str(s.lut_import), net.space)
+                          if primary_import else None)  # fmt: skip
     resolve_budget(params, profiles[0], 1.0)  # both budget keys given: refused before any work
     if len(profiles) > 1 and s.budget_ms is not None:
         raise ConfigError(
