@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from components.io import write_text_atomic
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -54,9 +56,10 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 
 
 def save(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    """Write ``bench/results/<name>.json`` whole (a temporary file renamed: a bench stopped while
+    writing leaves the previous file as it was)."""
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
+    write_text_atomic(path, json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return path
 
 

@@ -23,10 +23,13 @@ per minute.
 - ``--participation 40x20`` adds FedAvg, FedAdam and PVT rows at that many clients per round and
   local steps (the participation PVT needs to match FedAvg, docs/benchmarks.md).
 
-The JSON is rewritten after every run (a long bench that stops keeps what it measured).
+The JSON is rewritten after every run (a long bench that stops keeps what it measured);
+``--append`` keeps the runs already in it and measures only the (row, seed) pairs it lacks, so a
+table too long for one sitting is finished later. It refuses a file measured from another start
+model (its SHA-256), other finetune settings or another number of rounds.
 
     python -m bench.federated [--params params.yaml] [--seeds 1234,1,2] [--rounds N]
-        [--only TEXT ...] [--participation 40x20 ...]
+        [--only TEXT ...] [--participation 40x20 ...] [--name NAME] [--append]
         [--init PATH | --from-supernet 32,16,32,64,32,64]
 
 ``--from-supernet`` starts from that sub-network of ``paths.supernet`` (batch-norm
@@ -35,13 +38,15 @@ recalibrated on server training clips) instead of ``paths.searched``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import arguments, mean_spread, quiet, save, table
+from bench.common import RESULTS, arguments, mean_spread, quiet, save, table
 from components.config import Params, load_params
 from components.federated import stage
 from components.model.checkpoint import load_subnet, load_supernet, save_subnet
@@ -143,6 +148,25 @@ COLUMNS = [  # (metric key, header, format)
 ]
 
 
+def appendable(path: Path, init_sha256: str, finetune: dict[str, Any], rounds: int) -> dict:
+    """The results already in ``path`` (nothing if there is no such file), refused with one
+    message when they were measured from another start model, finetune settings or rounds."""
+    if not path.exists():
+        return {}
+    try:
+        previous = json.loads(path.read_text())
+        settings = previous["settings"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise SystemExit(f"{path}: not a bench.federated results file ({err!r})") from None
+    for key, want in (("init_sha256", init_sha256), ("finetune", finetune), ("rounds", rounds)):
+        if settings.get(key) != want:
+            raise SystemExit(
+                f"{path}: its runs were measured with another settings.{key} than this bench "
+                f"would use; give another --name, or drop --append to measure afresh"
+            )
+    return dict(previous)
+
+
 def main() -> None:
     parser = arguments("bench.federated", __doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -157,6 +181,9 @@ def main() -> None:
                              "the reference, always runs)")  # fmt: skip
     parser.add_argument("--name", default=None, help="results file name (default federated, "
                         "federated_partial with --only)")  # fmt: skip
+    parser.add_argument(
+        "--append", action="store_true", help="keep the runs already saved; run only the others"
+    )
     args = parser.parse_args()
     quiet()
     from bench.data import predictions, real_voice_scores, real_voice_set
@@ -173,6 +200,7 @@ def main() -> None:
     started = time.perf_counter()
     name = args.name or ("federated_partial" if args.only else "federated")
     start_figures: dict[str, Any] = {}
+    rounds = params.finetune.rounds if args.rounds is None else args.rounds
 
     def record() -> Path:
         """Write what has been measured so far (every run's figures, the means per row)."""
@@ -180,14 +208,15 @@ def main() -> None:
         summary = {label: {k: statistics.fmean(float(r["metrics"][k]) for r in rs)
                            for k, _, _ in COLUMNS} for label, rs in done.items()}  # fmt: skip
         settings = {
-            "rounds": params.finetune.rounds if args.rounds is None else args.rounds,
-            "seeds": seeds,
+            "rounds": rounds,
+            "seeds": list(dict.fromkeys(r["seed"] for rs in done.values() for r in rs)),
             "init": start_figures.get("init"),
+            "init_sha256": start_figures.get("init_sha256"),
             "start": start_figures.get("start"),
             "stage_default": stage_default(params),
-            "finetune": params.finetune.model_dump(),
+            "finetune": params.finetune.model_dump(mode="json"),
             "minutes": round((time.perf_counter() - started) / 60, 1),
-            "complete": all(len(rs) == len(seeds) for rs in runs.values()),
+            "complete": all({r["seed"] for r in runs[label]} >= set(seeds) for label, _ in spec),
         }
         return save(name, {"settings": settings, "summary": summary, "runs": done})
 
@@ -197,11 +226,21 @@ def main() -> None:
         init_label = ((args.from_supernet and f"supernet sub-network {args.from_supernet}")
                       or top.get("init", params.paths.searched))  # fmt: skip
         real_x, real_labels, _ = real_voice_set(params, Path(tmp) / "real_voices")
-        start = load_subnet(Path(top.get("init", params.paths.searched)))
+        init_path = Path(top.get("init", params.paths.searched))
+        start = load_subnet(init_path)
         before = real_voice_scores(predictions(start, real_x), real_labels, classes)
         start_figures["init"] = init_label
+        start_figures["init_sha256"] = hashlib.sha256(init_path.read_bytes()).hexdigest()
+        if args.append:
+            previous = appendable(RESULTS / f"{name}.json", start_figures["init_sha256"],
+                                  params.finetune.model_dump(mode="json"), rounds)  # fmt: skip
+            for label, rs in previous.get("runs", {}).items():
+                runs.setdefault(label, []).extend(rs)
+            start_figures["start"] = previous.get("settings", {}).get("start")
         for seed in seeds:
             for label, changes in spec:
+                if any(r["seed"] == seed for r in runs[label]):
+                    continue
                 out = Path(tmp) / "final.pt"
                 p = variant(params, out, **top, **changes, seed=seed)
                 print(f"seed {seed}: {label} ...", flush=True)
@@ -222,14 +261,14 @@ def main() -> None:
                       f"real non-keywords {before['real_voice_unknown_pct']:.1f} -> "
                       f"{m['real_voice_unknown_pct']:.1f}, {m['wall_seconds']:.0f} s",
                       flush=True)  # fmt: skip
-    first = runs[spec[0][0]][0]["metrics"]
+    first = runs[spec[0][0]][0]["metrics"]  # every run starts from the same model
     print(f"\nstart model ({init_label}): client test {first['acc_before']:.1f}%, server test "
           f"{first['server_test_acc_before']:.1f}%, real keywords "
           f"{before['real_voice_keyword_acc']:.1f}%, real non-keywords called _unknown_ "
           f"{before['real_voice_unknown_pct']:.1f}%")  # fmt: skip
     rows = []
     for label, _ in spec:
-        ms = [r["metrics"] for r in runs[label]]
+        ms = [r["metrics"] for r in runs[label] if r["seed"] in seeds]
         rows.append([label, *[mean_spread([float(m[k]) for m in ms], f) for k, _, f in COLUMNS]])
     print(f"\nseeds {seeds}; {first['rounds']} rounds; mean ± stdev")
     print(table(["method", *[h for _, h, _ in COLUMNS]], rows))
