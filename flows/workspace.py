@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from components.config import params_from_dict
+from components.errors import ConfigError
 from components.io import write_text_atomic
 
 SMOKE_PARAMS = "configs/smoke.yaml"
@@ -32,6 +33,12 @@ def create_workspace(
     """
     project, dest = project.resolve(), dest.resolve()
     params_file = params_file if params_file.is_absolute() else project / params_file
+    for needed in (project / "dvc.yaml", params_file):
+        if not needed.is_file():
+            raise ConfigError(
+                f"{needed}: not found: a workspace is a copy of an edgelearn project (its "
+                "dvc.yaml, components/ and configs/); run this in the project's directory"
+            )
     data = yaml.safe_load(params_file.read_text()) or {}
     base = data.setdefault("base", {})
     store = project / "mlruns"

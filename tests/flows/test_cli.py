@@ -32,3 +32,12 @@ def test_bad_params_exit_2_with_one_message(capsys, tmp_path):
 
 def test_every_dvc_stage_has_a_cli_stage():
     assert set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]) == set(STAGES)
+
+
+def test_a_smoke_run_outside_the_project_says_where_to_run_it(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--smoke"]) == USER_ERROR_EXIT
+    err = capsys.readouterr().err
+    assert err.startswith(f"edgelearn: error: {tmp_path / 'dvc.yaml'}: not found")
+    assert "run this in the project's directory" in err and "a bug" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
