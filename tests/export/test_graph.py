@@ -38,8 +38,8 @@ def test_frontend_matches_training_frontend_in_torch(n_fft, hop, split, factoriz
 
 def test_factorization_picks_the_cheapest_split():
     # 229 bins of a 480-point window at a 160 hop: N2 must divide gcd(480, 160) = 160;
-    # multiply-adds per frame 480*N1 + 4*N2*N1*ceil(229/N1): (30, 16) needs 29,760,
-    # (24, 20) 30,720, (48, 10) 32,640
+    # multiply-adds per frame 480*N1 + (N1//2 + 1)*8*ceil(229/N1)*N2: (30, 16) needs 30,784,
+    # (24, 20) 32,320, (48, 10) 33,040
     assert factorization(480, 160, 229) == (30, 16)
     assert factorization(479, 160, 229) is None  # no common divisor
     assert factorization(480, 7, 229) is None
