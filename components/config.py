@@ -119,7 +119,7 @@ class FeatureParams(Section):
 
     sample_rate: Literal[16000] = 16000
     clip_samples: Annotated[int, Field(gt=0)] = 16000
-    n_fft: Annotated[int, Field(gt=0)] = 480
+    n_fft: Annotated[int, Field(gt=0)] = 400
     hop_length: Annotated[int, Field(gt=0)] = 160
     n_mels: Annotated[int, Field(gt=0)] = 40
     f_min: Annotated[float, Field(ge=0.0)] = 20.0

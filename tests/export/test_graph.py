@@ -18,7 +18,7 @@ from components.features import LogMelFrontend, num_frames
 
 @pytest.mark.parametrize(
     ("n_fft", "hop", "split"),
-    [(480, 160, (24, 20)), (400, 160, (20, 20)), (512, 128, (32, 16)), (480, 150, (16, 30)),
+    [(480, 160, (30, 16)), (400, 160, (25, 16)), (512, 128, (32, 16)), (480, 150, (32, 15)),
      (479, 160, None)],  # a prime window: one convolution
 )  # fmt: skip
 @pytest.mark.parametrize("factorize", [True, False])
@@ -38,8 +38,9 @@ def test_frontend_matches_training_frontend_in_torch(n_fft, hop, split, factoriz
 
 def test_factorization_picks_the_cheapest_split():
     # 229 bins of a 480-point window at a 160 hop: N2 must divide gcd(480, 160) = 160;
-    # multiply-adds per frame 2*480*N1 + 4*N2*N1*ceil(229/N1): (24, 20) needs 42,240
-    assert factorization(480, 160, 229) == (24, 20)
+    # multiply-adds per frame 480*N1 + (N1//2 + 1)*8*ceil(229/N1)*N2: (30, 16) needs 30,784,
+    # (24, 20) 32,320, (48, 10) 33,040
+    assert factorization(480, 160, 229) == (30, 16)
     assert factorization(479, 160, 229) is None  # no common divisor
     assert factorization(480, 7, 229) is None
     # a split that costs more than the one convolution (2 * bins * n_fft) is not taken
