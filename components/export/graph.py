@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import warnings
@@ -41,7 +42,10 @@ class AudioClassifier(nn.Module):
 def device_graph(net: nn.Module, features: FeatureParams, opset: int) -> onnx.ModelProto:
     """What a device runs for ``net``: the device frontend and the network, exported and checked
     (``export_onnx``). The export stage ships this graph; the search times it."""
-    model = AudioClassifier(ConvLogMelFrontend(features), net).eval()
+    # the default memory order: channels-last weights (CONV_LAYOUT) would put layout copies
+    # into the graph
+    plain = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    model = AudioClassifier(ConvLogMelFrontend(features), plain).eval()
     return export_onnx(model, features.clip_samples, opset)
 
 

@@ -75,7 +75,7 @@ def _corrupt(
         if isinstance(v, QuantizedTensor):
             values[name] = QuantizedTensor(v.codes, float("nan"), v.offset, v.bits, v.shape)
         else:
-            v.view(-1)[0] = float("nan")
+            v[(0,) * v.dim()] = float("nan")  # any memory order (CONV_LAYOUT)
     elif fault == P.HUGE_NORM:
         for n, v in values.items():
             if isinstance(v, QuantizedTensor):

@@ -10,6 +10,7 @@ from torch import nn
 
 from components.model.space import SearchSpace
 from components.model.supernet import (
+    CONV_LAYOUT,
     BypassBlock,
     DSBlock,
     FeatureNorm,
@@ -81,6 +82,7 @@ class SubNetwork(nn.Module):
                 layer += 1
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c, space.num_classes)
+        self.to(memory_format=CONV_LAYOUT)
 
     @property
     def config(self) -> dict[str, Any]:
