@@ -49,10 +49,12 @@ def test_a_refused_int8_ships_a_usable_fp32_bundle_and_says_why(fp32_only):
     )
     quant = json.loads((result.bundle_dir / "metadata.json").read_text())["quantization"]
     assert quant["shipped"] is False
-    assert "below export.int8_min_speedup = 1000" in quant["refused_because"][0]
+    # the speed gate refuses it; the accuracy gate may too (a tiny network's int8 drop varies
+    # with the CPU and with float rounding in training), and then says so first
+    assert any("below export.int8_min_speedup = 1000" in r for r in quant["refused_because"])
     bundle = open_bundle(result.bundle_dir)
     assert not bundle.has_int8
-    with pytest.raises(BundleError, match=r"no int8 model \(not shipped: int8 runs at .*--int8"):
+    with pytest.raises(BundleError, match=r"no int8 model \(not shipped: .*int8 runs at .*--int8"):
         bundle.model_path(int8=True)
 
 
