@@ -17,6 +17,7 @@ from torch import nn
 from components.config import FeatureParams
 from components.errors import EdgelearnError
 from components.export.frontend import ConvLogMelFrontend
+from components.model.supernet import with_layout
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def device_graph(net: nn.Module, features: FeatureParams, opset: int) -> onnx.Mo
     (``export_onnx``). The export stage ships this graph; the search times it."""
     # the default memory order: channels-last weights (CONV_LAYOUT) would put layout copies
     # into the graph
-    plain = copy.deepcopy(net).to(memory_format=torch.contiguous_format)
+    plain = with_layout(copy.deepcopy(net), torch.contiguous_format)
     model = AudioClassifier(ConvLogMelFrontend(features), plain).eval()
     return export_onnx(model, features.clip_samples, opset)
 

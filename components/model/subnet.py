@@ -10,7 +10,6 @@ from torch import nn
 
 from components.model.space import SearchSpace
 from components.model.supernet import (
-    CONV_LAYOUT,
     BypassBlock,
     DSBlock,
     FeatureNorm,
@@ -18,6 +17,7 @@ from components.model.supernet import (
     SuperNet,
     conv_bn,
     project_bn,
+    with_layout,
 )
 
 
@@ -82,7 +82,7 @@ class SubNetwork(nn.Module):
                 layer += 1
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(c, space.num_classes)
-        self.to(memory_format=CONV_LAYOUT)
+        with_layout(self)
 
     @property
     def config(self) -> dict[str, Any]:

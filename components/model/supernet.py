@@ -4,6 +4,8 @@ blocks with channel-level bypass (CBC)."""
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,6 +39,14 @@ class FeatureNorm(nn.Module):
 # (bench/layout.py); values, shapes and state-dict keys are as in the default order. Linear
 # layers and buffers are unaffected; the ONNX export sees the same values.
 CONV_LAYOUT = torch.channels_last
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def with_layout(module: M, layout: torch.memory_format = CONV_LAYOUT) -> M:
+    """``module`` with its 4-d weights and buffers in ``layout`` (in place; returned)."""
+    # Module.to takes memory_format (it restrides 4-d tensors), but its typed overloads omit it
+    return module.to(memory_format=layout)  # type: ignore[call-overload]
 
 
 def conv_bn(
@@ -143,7 +153,7 @@ class SuperNet(nn.Module):
                 else:
                     self.blocks.append(BypassBlock(c, space.kernel))
         self.head = nn.Linear(c, space.num_classes)
-        self.to(memory_format=CONV_LAYOUT)
+        with_layout(self)
 
     def searchable(self, layer: int) -> SearchableBlock:
         block = self.blocks[layer]
