@@ -33,7 +33,7 @@ from components.data.prepared import load_prepared
 from components.data.splits import CLIENT, TEST, TRAIN
 from components.model.space import space_from_params
 from components.model.subnet import SubNetwork
-from components.model.supernet import CONV_LAYOUT, SuperNet, sample_widths
+from components.model.supernet import CONV_LAYOUT, SuperNet, sample_widths, with_layout
 from components.search.training import scored
 from components.training.augment import augment
 from components.training.data import load_server_data
@@ -43,7 +43,7 @@ ORDERS = {"channels_last": CONV_LAYOUT, "default": torch.contiguous_format}
 
 
 def in_order(net: torch.nn.Module, order: str) -> torch.nn.Module:
-    return net.to(memory_format=ORDERS[order])
+    return with_layout(net, ORDERS[order])
 
 
 def step_times(params, data, searched: list[int], rounds: int) -> dict[str, dict[str, float]]:
