@@ -38,20 +38,44 @@ class RunLatency:
     """One network timed in an interleaved run together with the all-removed and the full
     network. ``raw_ms`` is its own median in that run; ``aligned_ms`` is that figure mapped onto
     a table's conditions (``LatencyTable.align``, through the two anchors); ``run_full_ms`` and
-    ``run_base_ms`` are the anchors' raw medians in the same run (all ms)."""
+    ``run_base_ms`` are the anchors' raw medians in the same run (all ms). ``raw_high_ms`` is the
+    upper end of the 95% confidence interval of the network's median and ``run_full_low_ms`` the
+    lower end of the full network's (``Latency.ci_*``; without them, the medians: a measurer
+    that knows no interval)."""
 
     raw_ms: float
     aligned_ms: float
     run_full_ms: float
     run_base_ms: float
+    raw_high_ms: float | None = None
+    run_full_low_ms: float | None = None
 
     def fits(self, budget_ms: float, table_full_ms: float) -> bool:
-        """The budget rule. The budget is a fraction of the full network's latency
-        (``budget_ms / table_full_ms``, in the table's conditions), so a network fits when its
-        raw median is at most that fraction of the full network's raw median in the same run:
-        within the budget in the conditions of its own measurement, with no mapping involved.
-        (Compared as ratios, so a figure exactly at the budget is not lost to rounding.)"""
+        """The budget rule, the verdict reported. The budget is a fraction of the full network's
+        latency (``budget_ms / table_full_ms``, in the table's conditions), so a network fits
+        when its raw median is at most that fraction of the full network's raw median in the
+        same run: within the budget in the conditions of its own measurement, with no mapping
+        involved. (Compared as ratios, so a figure exactly at the budget is not lost to
+        rounding.)"""
         return self.raw_ms / self.run_full_ms <= budget_ms / table_full_ms
+
+    @property
+    def ratio_high(self) -> float:
+        """The largest ratio to the full network that the run's intervals allow: the network's
+        upper bound over the full network's lower bound (conservative: the two intervals are
+        combined as if their errors were opposite)."""
+        high = self.raw_ms if self.raw_high_ms is None else self.raw_high_ms
+        low = self.run_full_ms if self.run_full_low_ms is None else self.run_full_low_ms
+        return high / low
+
+    def fits_confidently(self, budget_ms: float, table_full_ms: float) -> bool:
+        """The acceptance rule of the measured checks (every method's, and the uniform
+        multiplier's): ``fits`` with the ratio's upper bound (``ratio_high``) in place of its
+        median. A search spends its budget to the edge, and a network whose median sits just
+        under the budget is over it in about half of the next measurements; accepting only
+        networks that fit with the run's uncertainty keeps the winner in budget when it is
+        measured again."""
+        return self.ratio_high <= budget_ms / table_full_ms
 
     def run_budget_ms(self, budget_ms: float, table_full_ms: float) -> float:
         """The budget scaled to this run: ``budget_ms / table_full_ms * run_full_ms``."""
@@ -59,12 +83,24 @@ class RunLatency:
 
 
 def run_latencies(
-    lut: LatencyTable, raw_ms: Sequence[float], run_base_ms: float, run_full_ms: float
-) -> list[RunLatency]:
+    lut: LatencyTable, raw_ms: Sequence[float], run_base_ms: float, run_full_ms: float,
+    raw_high_ms: Sequence[float] | None = None, run_full_low_ms: float | None = None,
+) -> list[RunLatency]:  # fmt: skip
     """``raw_ms``, timed in one run with the all-removed (``run_base_ms``) and the full network
-    (``run_full_ms``), each with its figure aligned onto ``lut``'s conditions."""
-    return [RunLatency(ms, lut.align(ms, run_base_ms, run_full_ms), run_full_ms, run_base_ms)
-            for ms in raw_ms]  # fmt: skip
+    (``run_full_ms``), each with its figure aligned onto ``lut``'s conditions; ``raw_high_ms``
+    and ``run_full_low_ms``: the confidence bounds (``RunLatency``), where the run has them."""
+    highs: list[float | None] = [None] * len(raw_ms) if raw_high_ms is None else [*raw_high_ms]
+    return [RunLatency(ms, lut.align(ms, run_base_ms, run_full_ms), run_full_ms, run_base_ms,
+                       high, run_full_low_ms)
+            for ms, high in zip(raw_ms, highs, strict=True)]  # fmt: skip
+
+
+def measured_runs(lut: LatencyTable, lats: Sequence[Latency], low: Latency, high: Latency
+                  ) -> list[RunLatency]:  # fmt: skip
+    """``run_latencies`` of a measurement: ``lats`` timed with the all-removed (``low``) and
+    the full network (``high``), with their confidence bounds."""
+    return run_latencies(lut, [lat.median_ms for lat in lats], low.median_ms, high.median_ms,
+                         [lat.ci_high_ms for lat in lats], high.ci_low_ms)  # fmt: skip
 
 
 class LatencyMeasurer(Protocol):
@@ -129,7 +165,7 @@ class OnnxRuntimeMeasurer:
             self.quick if quick else self.profile, self.graph, progress=report,
             exported=self.exported,
         )  # fmt: skip
-        return run_latencies(lut, [lat.median_ms for lat in lats], low.median_ms, high.median_ms)
+        return measured_runs(lut, lats, low, high)
 
     def plain_latencies(
         self, lut: LatencyTable, spaces: Sequence[SearchSpace], phase: str = "",
@@ -156,8 +192,8 @@ class OnnxRuntimeMeasurer:
         latencies = measure_many(models, self.profile)
         if phase:
             progress(phase, len(spaces) + 1, len(spaces) + 1)
-        low, high = (latencies[widths_key(a)].median_ms for a in anchors)
-        return run_latencies(lut, [latencies[k].median_ms for k in keys], low, high)
+        low, high = (latencies[widths_key(a)] for a in anchors)
+        return measured_runs(lut, [latencies[k] for k in keys], low, high)
 
 
 def draw_check_archs(

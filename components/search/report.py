@@ -57,7 +57,8 @@ def history_record(
 ) -> dict[str, Any]:  # fmt: skip
     """``search/history.json``: every method's candidates, the measured checks, the training.
     ``winners``: each method's winner from the winners' run, with the verdict of the budget rule
-    (``RunLatency.fits``; null where nothing was measured)."""
+    on its median (``RunLatency.fits``) and on the upper bound (``fits_confidently``, the rule
+    the checks accepted it by; null where nothing was measured)."""
     return {
         "budget_ms": budget_ms,
         "full_latency_ms": full_ms,
@@ -69,6 +70,9 @@ def history_record(
             name: {
                 **winner_figures(w),
                 "fits_budget": None if w is None else w.fits(budget_ms, full_ms),
+                "fits_budget_confidently": (
+                    None if w is None else w.fits_confidently(budget_ms, full_ms)
+                ),
             }
             for name, w in winners.items()
         },

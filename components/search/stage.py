@@ -11,7 +11,10 @@ Latency figures, by name. ``lut_error_pct``: the median error of the table the s
 against whole networks measured in the same measurement as that table. ``measured_*``: a
 network's own median in the run that timed it (ms, no mapping). ``aligned_*``: that figure
 mapped onto the table's conditions through the all-removed and full networks timed in the same
-run (``LatencyTable.align``). The budget is judged on the measured figure (``RunLatency.fits``).
+run (``LatencyTable.align``). The budget is judged on the measured figure: a check accepts a
+network when the upper end of its measured ratio to the full network fits
+(``RunLatency.fits_confidently``), and the winners are reported by their medians
+(``RunLatency.fits``, ``fits_budget``).
 """
 
 from __future__ import annotations
@@ -119,12 +122,14 @@ def round_record(search_budget: float, mcd: SearchOutcome, measured: RunLatency 
     if measured is None:
         return {"search_budget_ms": search_budget, "widths": mcd.widths,
                 "predicted_ms": mcd.predicted_ms, "measured_ms": NAN, "aligned_ms": NAN,
-                "measured_full_ms": NAN, "run_budget_ms": NAN, "fits": None}  # fmt: skip
+                "measured_full_ms": NAN, "run_budget_ms": NAN, "ratio_high": NAN, "fits": None,
+                "fits_confidently": None}  # fmt: skip
     return {"search_budget_ms": search_budget, "widths": mcd.widths,
             "predicted_ms": mcd.predicted_ms, "measured_ms": measured.raw_ms,
             "aligned_ms": measured.aligned_ms, "measured_full_ms": measured.run_full_ms,
             "run_budget_ms": measured.run_budget_ms(budget, full_ms),
-            "fits": measured.fits(budget, full_ms)}  # fmt: skip
+            "ratio_high": measured.ratio_high, "fits": measured.fits(budget, full_ms),
+            "fits_confidently": measured.fits_confidently(budget, full_ms)}  # fmt: skip
 
 
 @dataclass
@@ -143,14 +148,15 @@ def until_measured(
     search: Callable[[float, SearchOutcome | None], SearchOutcome], lut: LatencyTable,
     budget: float, measure: LatencyMeasurer | None, max_rounds: int,
 ) -> tuple[list[SearchOutcome], float, list[dict[str, Any]]]:  # fmt: skip
-    """A search, then its winner measured on the device; while the winner misses the budget by
-    the rule of ``RunLatency.fits`` (its measured median above ``budget / table full`` times the
-    full network's measured median in the same run: the table was optimistic for it), the
-    search again (``search(budget, previous)``) for proportionally less, up to ``max_rounds``.
-    A re-search the table cannot satisfy (it asks for less than the table's smallest network: on
-    a noisy host, or a table far off this device) keeps the previous round's winner, reported as
-    missing the budget (``re_search_stopped`` in the last round), instead of failing the stage.
-    Returns every round's outcome, the budget the table was last asked for, and the rounds."""
+    """A search, then its winner measured on the device; until the winner fits the budget by
+    the rule of ``RunLatency.fits_confidently`` (the upper bound of its measured ratio to the
+    full network in the same run at most ``budget / table full``), the search again
+    (``search(budget, previous)``) for proportionally less (by how far that bound is over), up
+    to ``max_rounds``. A re-search the table cannot satisfy (it asks for less than the table's
+    smallest network: on a noisy host, or a table far off this device) keeps the previous
+    round's winner, reported as missing the budget (``re_search_stopped`` in the last round),
+    instead of failing the stage. Returns every round's outcome, the budget the table was last
+    asked for, and the rounds."""
     full_ms = lut.info["full_ms"] if measure else NAN
     search_budget, previous = budget, None
     outcomes: list[SearchOutcome] = []
@@ -169,11 +175,11 @@ def until_measured(
         outcomes.append(outcome)
         measured = measure.latencies(lut, [outcome.widths])[0] if measure else None
         rounds.append(round_record(search_budget, outcome, measured, budget, full_ms))
-        if measured is None or measured.fits(budget, full_ms) or len(rounds) >= max_rounds:
+        if (measured is None or measured.fits_confidently(budget, full_ms)
+                or len(rounds) >= max_rounds):  # fmt: skip
             break
-        run_budget = measured.run_budget_ms(budget, full_ms)
-        search_budget = (min(search_budget, outcome.predicted_ms) * run_budget / measured.raw_ms
-                         * 0.99)  # fmt: skip
+        search_budget = (min(search_budget, outcome.predicted_ms) * budget / full_ms
+                         / measured.ratio_high * 0.99)  # fmt: skip
         previous = outcome
     return outcomes, search_budget, rounds
 

@@ -71,19 +71,20 @@ def uniform_multiplier(
     table_full_ms: float,
 ) -> tuple[SearchOutcome, RunLatency]:
     """The widest multiplier whose plain network (every block at its full hidden width) fits
-    ``budget_ms`` by ``RunLatency.fits``; ``measure`` times the networks of several spaces in
-    one run. The narrowest is timed first, alone: when even it misses there is no baseline (and
-    the other graphs are not exported); otherwise every multiplier is timed in one run, and the
-    widest that fits there wins (none, when not even the narrowest does in that run: it is at
-    the budget's edge). Returns the outcome (``space`` the scaled space, ``widths`` its
-    largest; no prediction, no inherited accuracy) and the chosen network's figures."""
+    ``budget_ms`` by ``RunLatency.fits_confidently`` (the measured checks' rule); ``measure``
+    times the networks of several spaces in one run. The narrowest is timed first, alone: when
+    even it misses there is no baseline (and the other graphs are not exported); otherwise
+    every multiplier is timed in one run, and the widest that fits there wins (none, when not
+    even the narrowest does in that run: it is at the budget's edge). Returns the outcome
+    (``space`` the scaled space, ``widths`` its largest; no prediction, no inherited accuracy)
+    and the chosen network's figures."""
     t0 = time.perf_counter()
     options = multiplier_spaces(space)
 
     def rows_of(chosen: list[tuple[float, SearchSpace]], runs: list[RunLatency]
                 ) -> list[dict[str, Any]]:  # fmt: skip
         return [{"multiplier": m, "stage_channels": stage_channels(s), "measured_ms": r.raw_ms,
-                 "aligned_ms": r.aligned_ms, "fits": r.fits(budget_ms, table_full_ms)}
+                 "aligned_ms": r.aligned_ms, "fits": r.fits_confidently(budget_ms, table_full_ms)}
                 for (m, s), r in zip(chosen, runs, strict=True)]  # fmt: skip
 
     (narrowest,) = rows_of(options[-1:], measure([options[-1][1]]))

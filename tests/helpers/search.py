@@ -78,19 +78,21 @@ class StubMeasurer:
     table predicts) and ``later(device(widths))`` ms in every later run (default: the same;
     an affine ``later`` is a drift that alignment undoes). A plain network of another space (the
     uniform baseline's) takes ``plain(space)`` ms before ``later`` (default: the full network's
-    figure times the ratio of its channels, summed over stages, to the table space's). Records
-    its calls."""
+    figure times the ratio of its channels, summed over stages, to the table space's). Later
+    runs report confidence intervals of ``+-uncertainty`` (relative) around their medians
+    (default: none). Records its calls."""
 
     def __init__(
         self, table: LatencyTable | None = None,
         device: Callable[[Sequence[int]], float] | None = None,
         later: Callable[[float], float] = lambda ms: ms,
-        plain: Callable[[SearchSpace], float] | None = None,
+        plain: Callable[[SearchSpace], float] | None = None, uncertainty: float = 0.0,
     ) -> None:  # fmt: skip
         self.table = table or additive_table()
         self.device = device or self.table.predict
         self.later = later
         self.plain = plain or self.channel_ratio
+        self.uncertainty = uncertainty
         self.calls: list[str] = []
 
     def channel_ratio(self, space: SearchSpace) -> float:
@@ -116,18 +118,21 @@ class StubMeasurer:
         phase: str = "", progress: Progress = no_progress,
     ) -> list[RunLatency]:  # fmt: skip
         self.calls.append("quick latencies" if quick else "latencies")
-        space = self.table.space
-        return run_latencies(lut, [self.ms(a) for a in archs], self.ms(space.smallest()),
-                             self.ms(space.largest()))  # fmt: skip
+        return self.run(lut, [self.ms(a) for a in archs])
 
     def plain_latencies(
         self, lut: LatencyTable, spaces: Sequence[SearchSpace], phase: str = "",
         progress: Progress = no_progress,
     ) -> list[RunLatency]:  # fmt: skip
         self.calls.append("plain latencies")
-        space = self.table.space
-        return run_latencies(lut, [self.later(self.plain(s)) for s in spaces],
-                             self.ms(space.smallest()), self.ms(space.largest()))  # fmt: skip
+        return self.run(lut, [self.later(self.plain(s)) for s in spaces])
+
+    def run(self, lut: LatencyTable, raw_ms: Sequence[float]) -> list[RunLatency]:
+        """``raw_ms`` in one later run with the table space's all-removed and full networks."""
+        space, u = self.table.space, self.uncertainty
+        full = self.ms(space.largest())
+        return run_latencies(lut, raw_ms, self.ms(space.smallest()), full,
+                             [ms * (1 + u) for ms in raw_ms], full * (1 - u))  # fmt: skip
 
 
 def write_search_inputs(workdir: Path, train_seconds: float = 1.5) -> None:

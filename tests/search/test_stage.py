@@ -230,7 +230,26 @@ def test_a_uniform_drift_after_the_table_is_not_a_miss(tmp_path):
     assert outcome.widths == [0, 16] and search_budget == BUDGET_MS
     assert rounds == [{"search_budget_ms": BUDGET_MS, "widths": [0, 16], "predicted_ms": 4.0,
                        "measured_ms": 5.0, "aligned_ms": 4.0, "measured_full_ms": 7.5,
-                       "run_budget_ms": 5.0, "fits": True}]  # fmt: skip
+                       "run_budget_ms": 5.0, "ratio_high": 5.0 / 7.5, "fits": True,
+                       "fits_confidently": True}]  # fmt: skip
+
+
+def test_a_median_in_budget_is_not_enough_where_the_run_is_uncertain(tmp_path):
+    """The device is the table (the full network 6 ms) and every later run knows its medians to
+    +-1%. The favourite [0, 16] measures exactly 4 ms: its median fits 4 / 6 of the full
+    network, but the upper bound of the ratio (4.04 / 5.94) does not, so the stage searches
+    again for 4 * (4 / 6) / (4.04 / 5.94) * 0.99 ms, and keeps a winner that fits with its
+    interval."""
+    measurer = StubMeasurer(uncertainty=0.01)
+    outcome, search_budget, rounds = search_on(measurer, [0, 16], tmp_path)
+    first, second = rounds
+    assert first["widths"] == [0, 16] and first["measured_ms"] == 4.0
+    assert first["fits"] is True and first["fits_confidently"] is False
+    assert first["ratio_high"] == pytest.approx(4.04 / 5.94)
+    expected = 4.0 * (4.0 / 6.0) / (4.04 / 5.94) * 0.99
+    assert search_budget == second["search_budget_ms"] == pytest.approx(expected)
+    assert second["fits_confidently"] is True and outcome.widths == second["widths"]
+    assert second["predicted_ms"] <= expected and second["ratio_high"] <= 4.0 / 6.0
 
 
 def test_a_re_search_the_table_cannot_meet_keeps_the_last_winner_instead_of_failing():

@@ -75,6 +75,24 @@ def test_the_widest_that_fits_by_measurement_wins() -> None:
     assert outcome.to_dict()["stage_channels"] == stage_channels(options[2][1])
 
 
+def test_a_multiplier_fits_only_with_its_interval() -> None:
+    """The second multiplier's median fits a budget of 0.6 of full, but its upper bound (0.62
+    over the full network's lower 0.99) does not: the third, which fits with its interval, wins."""
+    options = multiplier_spaces(DEFAULT)
+
+    def measure(spaces: Sequence[SearchSpace]) -> list[RunLatency]:
+        if len(spaces) == 1:
+            return fake_runs([True])
+        return [RunLatency(0.7, 0.7, 1.0, 0.1), RunLatency(0.59, 0.59, 1.0, 0.1, 0.62, 0.99),
+                *fake_runs([True] * (len(spaces) - 2))]  # fmt: skip
+
+    outcome, run = uniform_multiplier(DEFAULT, measure, 0.6, 1.0)
+    assert run.fits(0.6, 1.0) and outcome.space == options[2][1]
+    measured = outcome.iterations[0]["measured"]
+    assert [r["fits"] for r in measured[:3]] == [False, False, True]
+    assert RunLatency(0.59, 0.59, 1.0, 0.1, 0.62, 0.99).fits(0.6, 1.0)  # by its median it fits
+
+
 def test_no_multiplier_that_fits_is_an_error_naming_the_narrowest() -> None:
     asked: list[int] = []
 
