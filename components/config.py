@@ -298,6 +298,9 @@ class ServerLearningParams(Section):
     steps: Annotated[int, Field(ge=0)] = 20  # 0 = off (plain FedAvg / FedAdam)
     batch_size: Annotated[int, Field(ge=1)] = 32
     lr: Annotated[float, Field(gt=0.0)] = 0.05  # plain SGD, as the clients
+    # the learning rate falls linearly from lr in the first round to lr * lr_decay_to in the last
+    # (the paper's decaying server share): 1 = constant, 0 = the last round takes no step
+    lr_decay_to: Fraction = 1.0
 
 
 class FaultParams(Section):

@@ -9,8 +9,10 @@ Server Learning* (Mai, La, Zhang 2023) has the server, which holds a small datas
 take a few gradient steps on it after every aggregation; here that dataset is the server pool's
 training split (what the super-network trained on; its validation and test splits stay unseen).
 
-Simplifications: plain SGD with a fixed learning rate and step count (the paper also studies
-decaying the server's share over rounds); batch-norm statistics stay frozen, as on the clients;
+The server's share can decay over the rounds, as the paper's does (its server learning rate falls
+as the clients' updates take over): ``lr_decay_to`` is where a linear decay of the learning rate
+ends in the last round (1: constant, the default). Simplifications: plain SGD with a fixed step
+count and that linear schedule (the paper's step sizes follow its convergence analysis); batch-norm statistics stay frozen, as on the clients;
 the steps run on every variable, whatever PVT let the clients train. Nothing a client sends or
 holds changes: the upload, download and client memory figures are those of the method without it.
 """
@@ -33,19 +35,28 @@ from components.federated.training import materialize
 
 
 class ServerLearner:
-    """``steps`` SGD steps on ``(x, y)`` applied to a global model state (numpy arrays)."""
+    """``steps`` SGD steps on ``(x, y)`` applied to a global model state (numpy arrays), at the
+    learning rate of ``lr_at`` over ``rounds`` rounds."""
 
     def __init__(
         self, p: ServerLearningParams, arch: Mapping[str, Any], x: torch.Tensor,
-        y: torch.Tensor, seed: int,
+        y: torch.Tensor, seed: int, rounds: int = 1,
     ) -> None:  # fmt: skip
         if len(y) == 0:
             raise ValueError("server learning needs server training clips")
         self.p, self.arch, self.x, self.y, self.seed = p, dict(arch), x, y, seed
+        self.rounds = max(1, rounds)
         self.batches = 0
+
+    def lr_at(self, server_round: int) -> float:
+        """``lr`` in round 1, falling linearly to ``lr * lr_decay_to`` in round ``rounds`` (and
+        staying there, should a run go on)."""
+        progress = (min(max(server_round, 1), self.rounds) - 1) / max(self.rounds - 1, 1)
+        return self.p.lr * (1.0 - (1.0 - self.p.lr_decay_to) * progress)
 
     def step(self, state: Mapping[str, np.ndarray], server_round: int) -> dict[str, np.ndarray]:
         """The state after the steps; batches drawn with (seed, round), so a run repeats."""
+        lr = self.lr_at(server_round)
         net = materialize(self.arch, {n: torch.from_numpy(v.copy()) for n, v in state.items()})
         params = dict(net.named_parameters())
         g = torch.Generator().manual_seed(self.seed * 100_003 + server_round)
@@ -56,7 +67,7 @@ class ServerLearner:
             grads = torch.autograd.grad(loss, list(params.values()))
             with torch.no_grad():
                 for p, grad in zip(params.values(), grads, strict=True):
-                    p.sub_(grad, alpha=self.p.lr)
+                    p.sub_(grad, alpha=lr)
             self.batches += 1
         new = {n: t.detach().numpy().astype(np.float32) for n, t in net.state_dict().items()
                if n in state}  # fmt: skip
@@ -77,4 +88,4 @@ def server_learner(
             f"{prepared_dir}: finetune.server_learning.steps={p.steps} needs the server pool's "
             "training clips and there are none (set it to 0 to fine-tune without them)"
         )
-    return ServerLearner(p, arch, x, y, params.base.seed)
+    return ServerLearner(p, arch, x, y, params.base.seed, params.finetune.rounds)

@@ -75,6 +75,28 @@ def test_a_round_repeats_and_rounds_differ(clips, start):
     assert ServerLearner(p, ARCH, *clips, seed=2).step(start, 1)[name].tolist() != a[name].tolist()
 
 
+def test_the_learning_rate_decays_linearly_to_its_share_in_the_last_round(clips, start):
+    p = ServerLearningParams(steps=2, batch_size=8, lr=0.1, lr_decay_to=0.25)
+    learner = ServerLearner(p, ARCH, *clips, seed=1, rounds=4)
+    # 0.1 in round 1, then down by 0.1 * 0.75 / 3 a round to 0.025 in round 4, and there after
+    expected = [0.1, 0.075, 0.05, 0.025, 0.025]
+    assert [learner.lr_at(r) for r in range(1, 6)] == pytest.approx(expected, abs=1e-12)
+    assert ServerLearner(ServerLearningParams(lr=0.1), ARCH, *clips, seed=1,
+                         rounds=4).lr_at(4) == 0.1  # fmt: skip
+    # the steps take that rate: round 3 of the decaying learner is round 3 of a constant 0.05
+    constant = ServerLearner(ServerLearningParams(steps=2, batch_size=8, lr=0.05), ARCH, *clips,
+                             seed=1, rounds=4)  # fmt: skip
+    got, want = learner.step(start, 3), constant.step(start, 3)
+    for name in start:
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-7, err_msg=name)
+    # decaying to 0: the last round leaves the state as it was
+    to_zero = ServerLearner(ServerLearningParams(steps=2, lr=0.1, lr_decay_to=0.0), ARCH,
+                            *clips, seed=1, rounds=4)  # fmt: skip
+    last = to_zero.step(start, 4)
+    for name in start:
+        np.testing.assert_array_equal(last[name], start[name], err_msg=name)
+
+
 def test_the_state_it_was_given_is_not_changed(clips, start):
     before = {n: v.copy() for n, v in start.items()}
     ServerLearner(ServerLearningParams(steps=2), ARCH, *clips, seed=0).step(start, 1)
