@@ -9,10 +9,10 @@ Server Learning* (Mai, La, Zhang 2023) has the server, which holds a small datas
 take a few gradient steps on it after every aggregation; here that dataset is the server pool's
 training split (what the super-network trained on; its validation and test splits stay unseen).
 
-The server's share can decay over the rounds, as the paper's does (its server learning rate falls
-as the clients' updates take over): ``lr_decay_to`` is where a linear decay of the learning rate
-ends in the last round (1: constant, the default). Simplifications: plain SGD with a fixed step
-count and that linear schedule (the paper's step sizes follow its convergence analysis); batch-norm statistics stay frozen, as on the clients;
+The paper also studies decaying the server's share over the rounds; here ``lr_decay_to`` is
+where a linear decay of the server's learning rate ends in the last round (1: constant, the
+default). Simplifications: plain SGD with a fixed step count and that linear schedule;
+batch-norm statistics stay frozen, as on the clients;
 the steps run on every variable, whatever PVT let the clients train. Nothing a client sends or
 holds changes: the upload, download and client memory figures are those of the method without it.
 """
