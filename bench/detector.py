@@ -19,8 +19,15 @@ streams (the export stage's rule) or on streams of the client speakers' own *tra
 users), each applied to the server and client test streams, with the default detector
 (``bench/results/detector_calibration.json``).
 
+``--misses`` asks where the planted keywords are lost, with the default detector: per stream set
+and threshold, the share of planted keywords whose own label's smoothed posterior reaches the
+threshold within the matching tolerance of their time (the most the detector could hit: the
+rest is lost to the model's scores), the share the detector hits (the rest of the reachable ones
+is lost to its event rules: refractory period, a stronger wrong keyword, the event's time), and
+the false accepts per hour (``bench/results/detector_misses.json``).
+
     python -m bench.detector [--bundle export/bundle] [--seeds 1234,1,2] [--smoothing 1,3,5,8]
-        [--refractory 1.0] [--calibrate]
+        [--refractory 1.0] [--calibrate | --misses]
 """
 
 from __future__ import annotations
@@ -30,14 +37,25 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.common import arguments, compare, frr_at, mean_spread, quiet, save, table
 from components.config import load_params
 from components.data.prepared import load_prepared
 from components.data.splits import CLIENT, TRAIN
 from components.export.bundle import open_bundle
 from components.export.detection import SETS, TEST_SETS, score_set
+from components.export.listen import smooth
 from components.export.predict import Predictor
-from components.export.streaming import GRID, Detector, Tally, choose_threshold, sweep
+from components.export.streaming import (
+    GRID,
+    TOLERANCE_S,
+    Detector,
+    ScoredStream,
+    Tally,
+    choose_threshold,
+    sweep,
+)
 
 COLUMNS = [  # (key, header, format)
     ("threshold", "threshold (val)", ".2f"),
@@ -120,6 +138,71 @@ def main_calibration(args: Any, params: Any, data: Any, bundle: Any, predictor: 
     print(f"written {path}")
 
 
+MISS_THRESHOLDS = (0.5, 0.9, 0.99)
+
+
+def reachable(stream: ScoredStream, detector: Detector, threshold: float) -> int:
+    """Planted keywords whose own label's smoothed posterior reaches ``threshold`` on a row
+    within ``TOLERANCE_S`` of their time (rows timed as ``detect_events`` times them)."""
+    smoothed = smooth(stream.posteriors, detector.smoothing)
+    rows = np.arange(len(smoothed))
+    times = stream.offset_s + (rows - np.minimum(rows, detector.smoothing - 1) / 2) * stream.hop_s
+    count = 0
+    for planted in stream.planted:
+        near = np.abs(times - planted.time_s) <= TOLERANCE_S
+        k = stream.labels.index(planted.label)
+        count += bool(near.any() and smoothed[near, k].max() >= threshold)
+    return count
+
+
+def misses(sets: dict[str, Any], detector: Detector) -> dict[str, float]:
+    """Per stream set and threshold: reachable and hit shares of the planted keywords (%), and
+    false accepts per hour."""
+    out: dict[str, float] = {}
+    for name, stream_set in sets.items():
+        planted = sum(len(s.planted) for s in stream_set.streams)
+        for threshold in MISS_THRESHOLDS:
+            tally = stream_set.tally(threshold, detector)
+            reach = sum(reachable(s, detector, threshold) for s in stream_set.streams)
+            key = f"{name}_{threshold:g}"
+            out[f"{key}_reachable_pct"] = 100 * reach / planted if planted else math.nan
+            out[f"{key}_hit_pct"] = 100 * tally.hits / planted if planted else math.nan
+            out[f"{key}_false_accepts_per_hour"] = tally.false_accepts_per_hour
+    return out
+
+
+def main_misses(args: Any, params: Any, data: Any, bundle: Any, predictor: Any) -> None:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs: list[dict[str, Any]] = []
+    for seed in seeds:
+        print(f"stream seed {seed}: scoring the streams ...", flush=True)
+        sets = {name: score_set(predictor, bundle.metadata, data, i, name, pool, split,
+                                params.export.stream_minutes, seed, Detector())
+                for i, (name, pool, split) in enumerate(SETS)}  # fmt: skip
+        runs.append({"seed": seed, "metrics": misses(sets, Detector())})
+    rows = []
+    for name, _, _ in SETS:
+        for threshold in MISS_THRESHOLDS:
+            key = f"{name}_{threshold:g}"
+
+            def col(figure: str, key: str = key) -> list[float]:
+                return [r["metrics"][f"{key}_{figure}"] for r in runs]
+
+            reach, hit = col("reachable_pct"), col("hit_pct")
+            rows.append([name, f"{threshold:g}", mean_spread(reach, ".1f"),
+                         mean_spread(hit, ".1f"),
+                         mean_spread([a - b for a, b in zip(reach, hit, strict=True)], ".1f"),
+                         mean_spread(col("false_accepts_per_hour"), ".1f")])  # fmt: skip
+    print(f"\nbundle {args.bundle}; stream seeds {seeds}; default detector; mean ± stdev")
+    print(table(["streams", "threshold", "keywords reachable % (scores)", "keywords hit %",
+                 "lost to the event rules (points)", "false accepts/h"], rows))  # fmt: skip
+    path = save("detector_misses", {
+        "bundle": args.bundle, "seeds": seeds, "architecture": bundle.metadata["architecture"],
+        "detector": Detector().to_dict(), "tolerance_s": TOLERANCE_S, "runs": runs,
+    })  # fmt: skip
+    print(f"written {path}")
+
+
 def main() -> None:
     parser = arguments("bench.detector", __doc__)
     parser.add_argument("--params", default="params.yaml")
@@ -130,6 +213,9 @@ def main() -> None:
     parser.add_argument(
         "--calibrate", action="store_true", help="compare where the threshold is chosen (see above)"
     )
+    parser.add_argument(
+        "--misses", action="store_true", help="where the planted keywords are lost (see above)"
+    )
     args = parser.parse_args()
     quiet()
     params = load_params(args.params)
@@ -138,6 +224,9 @@ def main() -> None:
     predictor = Predictor(bundle, threads=0)
     if args.calibrate:
         main_calibration(args, params, data, bundle, predictor)
+        return
+    if args.misses:
+        main_misses(args, params, data, bundle, predictor)
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = [Detector(smoothing=int(k), refractory_s=float(r))
