@@ -90,6 +90,20 @@ def figures(sets: dict[str, Any], detector: Detector, target: float) -> dict[str
     }
 
 
+def scored_sets(params: Any, data: Any, bundle: Any, predictor: Any, seed: int) -> dict[str, Any]:
+    """The export stage's stream sets (``SETS``) for one stream seed, scored once."""
+    print(f"stream seed {seed}: scoring the streams ...", flush=True)
+    return {name: score_set(predictor, bundle.metadata, data, i, name, pool, split,
+                            params.export.stream_minutes, seed, Detector())
+            for i, (name, pool, split) in enumerate(SETS)}  # fmt: skip
+
+
+def record_header(args: Any, seeds: list[int], bundle: Any) -> dict[str, Any]:
+    """What every results file of this bench starts with."""
+    return {"bundle": args.bundle, "seeds": seeds,
+            "architecture": bundle.metadata["architecture"]}  # fmt: skip
+
+
 CALIBRATION_SOURCES = (("server validation", "val"), ("client training", "client_train"))
 
 
@@ -113,10 +127,7 @@ def main_calibration(args: Any, params: Any, data: Any, bundle: Any, predictor: 
     target = params.export.target_false_accepts_per_hour
     runs: list[dict[str, Any]] = []
     for seed in seeds:
-        print(f"stream seed {seed}: scoring the streams ...", flush=True)
-        sets = {name: score_set(predictor, bundle.metadata, data, i, name, pool, split,
-                                params.export.stream_minutes, seed, Detector())
-                for i, (name, pool, split) in enumerate(SETS)}  # fmt: skip
+        sets = scored_sets(params, data, bundle, predictor, seed)
         minutes = params.export.stream_minutes
         sets["client_train"] = score_set(predictor, bundle.metadata, data, len(SETS) + 1,
                                          "client_train", CLIENT, TRAIN, minutes, seed,
@@ -132,8 +143,8 @@ def main_calibration(args: Any, params: Any, data: Any, bundle: Any, predictor: 
     print(table(["threshold chosen on", "threshold", "server test FA/h", "server test FR %",
                  "client test FA/h", "client test FR %"], rows))  # fmt: skip
     path = save("detector_calibration", {
-        "bundle": args.bundle, "seeds": seeds, "architecture": bundle.metadata["architecture"],
-        "detector": Detector().to_dict(), "target_false_accepts_per_hour": target, "runs": runs,
+        **record_header(args, seeds, bundle), "detector": Detector().to_dict(),
+        "target_false_accepts_per_hour": target, "runs": runs,
     })  # fmt: skip
     print(f"written {path}")
 
@@ -175,10 +186,7 @@ def main_misses(args: Any, params: Any, data: Any, bundle: Any, predictor: Any) 
     seeds = [int(s) for s in args.seeds.split(",")]
     runs: list[dict[str, Any]] = []
     for seed in seeds:
-        print(f"stream seed {seed}: scoring the streams ...", flush=True)
-        sets = {name: score_set(predictor, bundle.metadata, data, i, name, pool, split,
-                                params.export.stream_minutes, seed, Detector())
-                for i, (name, pool, split) in enumerate(SETS)}  # fmt: skip
+        sets = scored_sets(params, data, bundle, predictor, seed)
         runs.append({"seed": seed, "metrics": misses(sets, Detector())})
     rows = []
     for name, _, _ in SETS:
@@ -197,8 +205,8 @@ def main_misses(args: Any, params: Any, data: Any, bundle: Any, predictor: Any) 
     print(table(["streams", "threshold", "keywords reachable % (scores)", "keywords hit %",
                  "lost to the event rules (points)", "false accepts/h"], rows))  # fmt: skip
     path = save("detector_misses", {
-        "bundle": args.bundle, "seeds": seeds, "architecture": bundle.metadata["architecture"],
-        "detector": Detector().to_dict(), "tolerance_s": TOLERANCE_S, "runs": runs,
+        **record_header(args, seeds, bundle), "detector": Detector().to_dict(),
+        "tolerance_s": TOLERANCE_S, "runs": runs,
     })  # fmt: skip
     print(f"written {path}")
 
@@ -237,17 +245,13 @@ def main() -> None:
 
     def record() -> Path:
         return save("detector", {
-            "bundle": args.bundle, "seeds": seeds,
-            "architecture": bundle.metadata["architecture"], "default": Detector().to_dict(),
+            **record_header(args, seeds, bundle), "default": Detector().to_dict(),
             "target_false_accepts_per_hour": target,
             "minutes": round((time.perf_counter() - started) / 60, 1), "runs": runs,
         })  # fmt: skip
 
     for seed in seeds:
-        print(f"stream seed {seed}: scoring the streams ...", flush=True)
-        sets = {name: score_set(predictor, bundle.metadata, data, i, name, pool, split,
-                                params.export.stream_minutes, seed, Detector())
-                for i, (name, pool, split) in enumerate(SETS)}  # fmt: skip
+        sets = scored_sets(params, data, bundle, predictor, seed)
         for d in settings:
             m = figures(sets, d, target)
             runs.append({"seed": seed, "detector": d.to_dict(), "metrics": m})
