@@ -226,6 +226,7 @@ class SearchParams(Section):
     lut_import: str | None = None  # a lut.json measured elsewhere (e.g. on a phone): no measuring
     lut_width_stride: Annotated[int, Field(ge=1)] = 2  # measure every k-th width, interpolate
     lut_check_archs: Annotated[int, Field(ge=0)] = 8  # whole-network checks of the table
+    lut_fit_archs: Annotated[int, Field(ge=0)] = 8  # random whole networks the table is fitted to
     candidates: Annotated[int, Field(ge=1)] = 16  # J proposals per iteration
     layers_per_candidate: Annotated[int, Field(ge=1)] = 2
     step_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1  # first latency cut / full

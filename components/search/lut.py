@@ -5,18 +5,25 @@ Every network the table is measured from is the graph the export stage ships for
 opset), so the table, the budget and every check are end-to-end figures: the frontend's and the
 engine's fixed costs are in ``base_ms``.
 
-With channel-level bypass connections every searchable layer keeps its input width (its dropped
-channels pass through), so a layer's latency depends only on its own width. The table therefore
-holds, per layer and width, the latency that layer adds to the network, and predicts a network as
+Every searchable layer keeps its input width (a removed inverted-residual block is the identity
+through its residual; a bypass block passes its dropped channels through), so a layer's latency
+depends, to first order, on its own width only. The table therefore holds, per layer and width,
+the latency that layer adds to the network, and predicts a network as
 
     latency(widths) = base_ms + sum_i layer_ms[i][widths[i]]
 
-where ``base_ms`` is the measured latency of the network with every searchable layer removed
-(frontend, stem, transitions, head and the engine's per-call overhead) and ``layer_ms[i][w]`` is
-the measured latency of the network with only layer ``i`` at width ``w`` minus ``base_ms``.
-Measuring each entry inside the network rather than as a lone operator keeps the per-call overhead
-out of the sum (it would be counted once per layer otherwise). Widths between measured grid points
-are linearly interpolated.
+The terms are fitted by least squares (relative residuals) to whole networks measured in one
+interleaved measurement (``table_entries``): the network with every searchable layer removed
+(frontend, stem, transitions, head and the engine's per-call overhead: ``base_ms``), each layer
+alone at each grid width, ``search.lut_fit_archs`` random networks and the full network. Measuring
+each term inside the network rather than as a lone operator keeps the per-call overhead out of the
+sum. Widths between measured grid points are linearly interpolated.
+
+Why a fit, not differences (``layer alone - base``, the table until 2026-12-07): the difference
+table predicts a network of k layers as k entries minus (k - 1) times the base, so the base's
+measurement error reaches the prediction k - 1 times over, and layers cost a little more together
+than alone, which no difference sees. Whole networks in the fit measure both (``bench.lut_error``;
+the figures: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import multiprocessing
 import os
 import platform
@@ -49,7 +57,8 @@ from components.model.supernet import SuperNet
 
 LUT_FORMAT = "edgelearn.lut/1"
 TABLE_METHOD = (
-    "in-network differences against the all-removed network, end to end (audio in, "
+    "least-squares fit of per-layer terms to whole networks (the all-removed network, each layer "
+    "alone at each grid width, random networks, the full network), end to end (audio in, "
     "scores out, the exported device graph), batch 1, interleaved"
 )
 
@@ -163,7 +172,10 @@ class LatencyTable:
         overhead; measured figures in docs/benchmarks.md), so one scale factor would still leave
         an error on the smallest networks; two anchors do not."""
         table_full = self.info["full_ms"]
-        return self.base_ms + (ms - base_ms) * (table_full - self.base_ms) / (full_ms - base_ms)
+        # the all-removed network's own median where the table has it (a fitted table's
+        # base_ms is a fitted term)
+        table_base = float(self.info.get("base_measured_ms", self.base_ms))
+        return table_base + (ms - base_ms) * (table_full - table_base) / (full_ms - base_ms)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -250,6 +262,53 @@ def interpolate(measured: dict[int, float], choices: Sequence[int]) -> dict[int,
     return out
 
 
+def fit_layers(
+    space: SearchSpace, width_stride: int, observations: Sequence[tuple[Sequence[int], float]]
+) -> tuple[float, list[dict[int, float]]]:
+    """``base_ms`` and each layer's milliseconds at its grid widths (``measurement_grids``),
+    fitted by least squares to whole networks' medians: ``observations`` are (widths, ms) pairs,
+    every width 0 or on its layer's grid, and together they must pin every term (the base network
+    and each layer alone at each grid width do). Residuals are relative (each network's median
+    is known to a relative precision), so a small network weighs as much as a large one. Why a
+    fit rather than differences: the module's docstring."""
+    grids = measurement_grids(space, width_stride)
+    column = {(i, w): 1 + j for j, (i, w) in enumerate((i, w) for i, g in enumerate(grids)
+                                                          for w in g)}  # fmt: skip
+    a = np.zeros((len(observations), 1 + len(column)))
+    for n, (widths, ms) in enumerate(observations):
+        if ms <= 0:
+            raise ValueError(f"latency table: non-positive median {ms} for {list(widths)}")
+        a[n, 0] = 1.0
+        for i, w in enumerate(widths):
+            if w:
+                if (i, int(w)) not in column:
+                    raise ValueError(f"latency table: layer {i} width {w} is not on its grid "
+                                     f"{grids[i]}")  # fmt: skip
+                a[n, column[(i, int(w))]] = 1.0
+        a[n] /= ms
+    if np.linalg.matrix_rank(a) < a.shape[1]:
+        raise ValueError("latency table: the networks measured do not pin every layer's entry")
+    coef, *_ = np.linalg.lstsq(a, np.ones(len(observations)), rcond=None)
+    measured: list[dict[int, float]] = [{} for _ in range(space.num_layers)]
+    for (i, w), j in column.items():
+        measured[i][w] = float(coef[j])
+    return float(coef[0]), measured
+
+
+def fitted_table(
+    space: SearchSpace, device: dict[str, Any], width_stride: int,
+    observations: Sequence[tuple[Sequence[int], float]], full_ms: float,
+    info: Mapping[str, Any] | None = None,
+) -> LatencyTable:  # fmt: skip
+    """The table of ``fit_layers``, interpolated over every width choice;
+    ``info["full_ms"]`` is the full network's own median ``full_ms``."""
+    base, measured = fit_layers(space, width_stride, observations)
+    layer_ms = [interpolate(m, space.width_choices(i)) for i, m in enumerate(measured)]
+    grids = [sorted(m) for m in measured]
+    full = {"width_stride": width_stride, "full_ms": float(full_ms)}
+    return LatencyTable(space, device, base, layer_ms, grids, {**(info or {}), **full})
+
+
 Measurer = Callable[
     [Mapping[str, tuple[bytes, dict[str, np.ndarray]]], DeviceProfile], dict[str, Latency]
 ]
@@ -262,9 +321,10 @@ def widths_key(widths: Sequence[int]) -> str:
 @dataclass(frozen=True)
 class TableEntry:
     """One network the table is measured from: the all-removed network (``base``), one layer
-    alone at one grid width (``layer``), or the full network (``full``)."""
+    alone at one grid width (``layer``), a random network of grid widths (``fit``), or the full
+    network (``full``)."""
 
-    role: Literal["base", "layer", "full"]
+    role: Literal["base", "layer", "fit", "full"]
     widths: tuple[int, ...]
     layer: int | None = None
 
@@ -277,19 +337,33 @@ def measurement_grids(space: SearchSpace, width_stride: int) -> list[list[int]]:
     return [measurement_grid(space.width_choices(i), width_stride) for i in range(space.num_layers)]
 
 
-def table_entries(space: SearchSpace, width_stride: int) -> list[TableEntry]:
+FIT_SEED = 2029  # the random networks of a table: the same for every device and every run
+
+
+def table_entries(space: SearchSpace, width_stride: int, fit: int = 0) -> list[TableEntry]:
     """The networks a table is measured from, in measuring order: base, each layer alone at
-    each grid width, full. The host (``build_table_with``) and a device probe both measure
-    exactly these."""
+    each grid width, ``fit`` random networks of grid widths (drawn from ``FIT_SEED``, none of
+    the others; fewer when the space holds fewer), full. The host (``build_table_with``) and a
+    device probe both measure exactly these."""
     zeros = space.smallest()
+    grids = measurement_grids(space, width_stride)
     entries = [TableEntry("base", tuple(zeros))]
-    for i, grid in enumerate(measurement_grids(space, width_stride)):
+    for i, grid in enumerate(grids):
         for w in grid:
             widths = list(zeros)
             widths[i] = w
             entries.append(TableEntry("layer", tuple(widths), i))
-    entries.append(TableEntry("full", tuple(space.largest())))
-    return entries
+    full = TableEntry("full", tuple(space.largest()))
+    taken = {e.widths for e in [*entries, full]}
+    fit = min(fit, math.prod(len(g) + 1 for g in grids) - len(taken))
+    rng = np.random.default_rng(FIT_SEED)
+    while fit > 0:
+        drawn = tuple(int(rng.choice([0, *g])) for g in grids)
+        if drawn not in taken:
+            taken.add(drawn)
+            entries.append(TableEntry("fit", drawn))
+            fit -= 1
+    return [*entries, full]
 
 
 def table_from_medians(
@@ -298,25 +372,31 @@ def table_from_medians(
     medians: Mapping[str, float],
     width_stride: int,
     info: Mapping[str, Any] | None = None,
+    fit: int = 0,
 ) -> LatencyTable:
     """Assemble the table from the median latency (ms) of every ``table_entries`` network,
-    keyed by ``TableEntry.key``: ``base_ms`` is the base network, a layer's entry is its
-    network minus the base, interpolated over the width choices; the full network's median
-    goes to ``info["full_ms"]``."""
-    entries = table_entries(space, width_stride)
+    keyed by ``TableEntry.key``: the terms fitted to all of them (``fit_layers``), interpolated
+    over the width choices; the full network's median goes to ``info["full_ms"]``, the base
+    network's to ``info["base_measured_ms"]``."""
+    entries = table_entries(space, width_stride, fit)
     missing = [e.key for e in entries if e.key not in medians]
     if missing:
         more = " ..." if len(missing) > 3 else ""
         raise ConfigError(f"latency table: no median for {', '.join(missing[:3])}{more}")
-    base = float(medians[entries[0].key])
-    measured: list[dict[int, float]] = [{} for _ in range(space.num_layers)]
-    for e in entries:
-        if e.layer is not None:
-            measured[e.layer][e.widths[e.layer]] = float(medians[e.key]) - base
-    layer_ms = [interpolate(m, space.width_choices(i)) for i, m in enumerate(measured)]
-    grids = [sorted(m) for m in measured]
-    full = {"width_stride": width_stride, "full_ms": float(medians[entries[-1].key])}
-    return LatencyTable(space, device, base, layer_ms, grids, {**(info or {}), **full})
+    observations = [(e.widths, float(medians[e.key])) for e in entries]
+    measured = {"fit_archs": sum(e.role == "fit" for e in entries),
+                "base_measured_ms": float(medians[entries[0].key])}  # fmt: skip
+    try:
+        return fitted_table(
+            space,
+            device,
+            width_stride,
+            observations,
+            float(medians[entries[-1].key]),
+            {**(info or {}), **measured},
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def network_latencies(
@@ -359,10 +439,13 @@ def build_table(
     width_stride: int = 1,
     measurer: Measurer = measure_many,
     progress: Callable[[int, int], None] | None = None,
+    fit: int = 0,
 ) -> LatencyTable:
-    """Measure the table on this machine: the base network, each layer at each grid width and the
-    full network (``info["full_ms"]``), all in one interleaved measurement."""
-    return build_table_with(net, profile, graph, (), width_stride, measurer, progress)[0]
+    """Measure the table on this machine: the base network, each layer at each grid width,
+    ``fit`` random networks and the full network (``info["full_ms"]``), all in one interleaved
+    measurement."""
+    return build_table_with(net, profile, graph, (), width_stride, measurer, progress,
+                            fit=fit)[0]  # fmt: skip
 
 
 def build_table_with(
@@ -374,10 +457,11 @@ def build_table_with(
     measurer: Measurer = measure_many,
     progress: Callable[[int, int], None] | None = None,
     exported: dict[str, bytes] | None = None,
+    fit: int = 0,
 ) -> tuple[LatencyTable, list[Latency]]:
     """``build_table``, with the ``extra`` whole networks measured in the same interleaved
     measurement (so the table and those figures share the machine's conditions)."""
-    entries = table_entries(net.space, width_stride)
+    entries = table_entries(net.space, width_stride, fit)
     archs = [list(e.widths) for e in entries]
     latencies = network_latencies(net, [*archs, *extra], profile, graph, measurer, progress,
                                   exported)  # fmt: skip
@@ -393,5 +477,5 @@ def build_table_with(
         "graph": {"input": graph.input_name, "input_shape": graph.input_shape,
                   "opset": graph.opset, "exporter": "torch.onnx dynamo"},
     }  # fmt: skip
-    table = table_from_medians(net.space, profile.model_dump(), medians, width_stride, info)
+    table = table_from_medians(net.space, profile.model_dump(), medians, width_stride, info, fit)
     return table, latencies[len(archs) :]

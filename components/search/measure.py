@@ -134,8 +134,8 @@ class OnnxRuntimeMeasurer:
     ``profile``; each graph is exported once."""
 
     def __init__(self, net: SuperNet, profile: DeviceProfile, graph: DeviceGraph,
-                 width_stride: int, quick_repeats: int) -> None:  # fmt: skip
-        self.net, self.profile, self.width_stride = net, profile, width_stride
+                 width_stride: int, quick_repeats: int, fit: int = 0) -> None:  # fmt: skip
+        self.net, self.profile, self.width_stride, self.fit = net, profile, width_stride, fit
         self.graph = graph
         self.exported: dict[str, bytes] = {}
         # for the plot only: fewer samples and a looser precision than the careful checks
@@ -152,6 +152,7 @@ class OnnxRuntimeMeasurer:
         return build_table_with(
             self.net, self.profile, self.graph, archs, width_stride=self.width_stride,
             progress=lambda d, n: progress("latency table", d, n), exported=self.exported,
+            fit=self.fit,
         )  # fmt: skip
 
     def latencies(
@@ -211,10 +212,10 @@ def draw_check_archs(
     return list(archs.values())
 
 
-def exact_entries(space: SearchSpace, width_stride: int) -> set[str]:
-    """The architectures the table predicts exactly by construction (the all-removed network and
-    each layer alone at a measured width): checking the table on them would say nothing."""
-    return {arch_key(e.widths) for e in table_entries(space, width_stride) if e.role != "full"}
+def fitted_networks(space: SearchSpace, width_stride: int, fit: int = 0) -> set[str]:
+    """The architectures the table is fitted to (``table_entries``): a check on them would not
+    be held out."""
+    return {arch_key(e.widths) for e in table_entries(space, width_stride, fit)}
 
 
 def check_table(
@@ -234,13 +235,14 @@ def check_table(
 
 def measure_table(
     measure: LatencyMeasurer, space: SearchSpace, n_check: int, width_stride: int, seed: int,
-    progress: Progress = no_progress,
+    progress: Progress = no_progress, fit: int = 0,
 ) -> tuple[LatencyTable, float]:  # fmt: skip
     """The table the search uses, measured in one run with ``n_check`` random whole networks
     (``search.lut_check_archs``); returns it (its check rows in ``info["check"]``) and its
     median error (%) on them, NaN with no check architectures."""
     choices = [space.width_choices(i) for i in range(space.num_layers)]
-    archs = draw_check_archs(choices, n_check, seed, exact_entries(space, width_stride))
+    archs = draw_check_archs(choices, n_check, seed,
+                             fitted_networks(space, width_stride, fit))  # fmt: skip
     lut, latencies = measure.table_with(archs, progress)
     rows = check_table(lut, archs, latencies)
     error = median_of([r["error_pct"] for r in rows])

@@ -48,14 +48,18 @@ probe.json says what is measured and how.
 
 
 def probe_manifest(
-    space: SearchSpace, profile: DeviceProfile, graph: DeviceGraph, width_stride: int
+    space: SearchSpace,
+    profile: DeviceProfile,
+    graph: DeviceGraph,
+    width_stride: int,
+    fit: int = 0,
 ) -> dict[str, Any]:
     """``probe.json`` without the graphs' checksums: every table entry, with the file its
     graph is in (entries with the same widths share one), and what the device script needs to
     time them and assemble the table."""
     files: dict[str, str] = {}
     entries = []
-    for e in table_entries(space, width_stride):
+    for e in table_entries(space, width_stride, fit):
         file = files.setdefault(e.key, f"models/{len(files)}.onnx")
         entries.append({"key": e.key, "role": e.role, "widths": list(e.widths), "layer": e.layer,
                         "width": None if e.layer is None else e.widths[e.layer],
@@ -82,14 +86,14 @@ def probe_manifest(
 
 def export_probe(
     net: SuperNet, profile: DeviceProfile, graph: DeviceGraph, out_dir: Path,
-    width_stride: int = 1,
+    width_stride: int = 1, fit: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Write the probe folder ``out_dir`` whole (it replaces an older one only once complete)
-    and return its ``probe.json``."""
+    and return its ``probe.json``; ``fit``: the table's random networks (``table_entries``)."""
     out_dir = Path(out_dir).resolve()
     check_replaceable(out_dir)
     graph.check(net.space)
-    manifest = probe_manifest(net.space, profile, graph, width_stride)
+    manifest = probe_manifest(net.space, profile, graph, width_stride, fit)
     with atomic_dir(out_dir) as tmp:
         (tmp / "models").mkdir()
         checksums: dict[str, str] = {}
@@ -119,11 +123,11 @@ def export_from_params(
     width_stride: int | None = None, workdir: Path = Path("."),
 ) -> dict[str, Any]:  # fmt: skip
     """The probe of the workspace's super-network (``paths.supernet``) with ``search.profiles[0]``'s
-    timing settings and ``search.lut_width_stride`` unless given; the graphs are the ones the
-    export stage would ship (``features``, ``export.opset``)."""
+    timing settings, ``search.lut_fit_archs`` and ``search.lut_width_stride`` unless given; the
+    graphs are the ones the export stage would ship (``features``, ``export.opset``)."""
     profile = (load_profile(profile_name) if profile_name else
                fleet_profile(params.search.profiles[0], workdir))  # fmt: skip
     net, _ = load_supernet_file(workdir / params.paths.supernet)
     stride = width_stride or params.search.lut_width_stride
     graph = DeviceGraph(params.features, params.export.opset)
-    return export_probe(net, profile, graph, out_dir, stride)
+    return export_probe(net, profile, graph, out_dir, stride, params.search.lut_fit_archs)

@@ -106,11 +106,13 @@ def _check_fields(data: dict[str, Any]) -> None:
         _require(layer, "layer", int)
         _require(layer, "channels", int)
         _integers(_require(layer, "choices", list))
+        _integers(_require(layer, "grid", list))
     roles = [_require(e, "role", str) for e in data["entries"]]
     if roles.count("base") != 1 or roles.count("full") != 1:
         raise ValueError("entries: need exactly one base and one full network")
-    if not set(roles) <= {"base", "layer", "full"}:
-        raise ValueError(f"entries: unknown roles {sorted(set(roles) - {'base', 'layer', 'full'})}")
+    known = {"base", "layer", "fit", "full"}
+    if not set(roles) <= known:
+        raise ValueError(f"entries: unknown roles {sorted(set(roles) - known)}")
     layers = {layer["layer"] for layer in data["layers"]}
     for e in data["entries"]:
         _require(e, "key", str)
@@ -243,28 +245,49 @@ def assemble_lut(
     info: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
     """The table in the pipeline's format (``edgelearn.lut/1``) from each entry's median (ms),
-    by entry key: the base network, each layer's measured widths minus the base, linearly
-    interpolated over its width choices (width 0 is exactly 0), the full network in
-    ``info["full_ms"]``. The host's ``components.search.lut.table_from_medians``, without it."""
+    by entry key: ``base_ms`` and each layer's terms at its grid widths fitted by least squares
+    (relative residuals) to every entry's median, linearly interpolated over its width choices
+    (width 0 is exactly 0); the full network's median in ``info["full_ms"]``, the base network's
+    in ``info["base_measured_ms"]``. The host's ``components.search.lut.table_from_medians``,
+    without it."""
     entries = probe["entries"]
+    layers_in = sorted(probe["layers"], key=lambda d: int(d["layer"]))
+    column = {(int(layer["layer"]), int(w)): 0 for layer in layers_in for w in layer["grid"]}
+    for j, key in enumerate(column):
+        column[key] = 1 + j
+    a = np.zeros((len(entries), 1 + len(column)))
+    for n, e in enumerate(entries):
+        ms = float(medians[e["key"]])
+        if ms <= 0:
+            raise ProbeError(f"entry {e['key']}: non-positive median {ms}")
+        a[n, 0] = 1.0
+        for i, w in enumerate(e["widths"]):
+            if w:
+                if (i, int(w)) not in column:
+                    raise ProbeError(f"entry {e['key']}: layer {i} width {w} is not on its grid")
+                a[n, column[(i, int(w))]] = 1.0
+        a[n] /= ms
+    if np.linalg.matrix_rank(a) < a.shape[1]:
+        raise ProbeError("probe.json: its networks do not pin every layer's entry; export it "
+                         "again with `edgelearn probe export`")  # fmt: skip
+    coef = np.linalg.lstsq(a, np.ones(len(entries)), rcond=None)[0]
     base = float(medians[next(e["key"] for e in entries if e["role"] == "base")])
     full = float(medians[next(e["key"] for e in entries if e["role"] == "full")])
     layers = []
-    for layer in probe["layers"]:
+    for layer in layers_in:
         i = int(layer["layer"])
-        measured = {int(e["width"]): float(medians[e["key"]]) - base for e in entries
-                    if e["role"] == "layer" and int(e["layer"]) == i}  # fmt: skip
-        xs = sorted(measured)
-        ys = [measured[w] for w in xs]
-        ms = {"0": 0.0}
+        xs = sorted(int(w) for w in layer["grid"])
+        ys = [float(coef[column[(i, w)]]) for w in xs]
+        terms = {"0": 0.0}
         for w in (int(c) for c in layer["choices"]):
             if w > 0:
-                ms[str(w)] = measured[w] if w in measured else float(np.interp(w, xs, ys))
+                terms[str(w)] = ys[xs.index(w)] if w in xs else float(np.interp(w, xs, ys))
         layers.append({"layer": i, "channels": int(layer["channels"]), "measured_widths": xs,
-                       "ms": ms})  # fmt: skip
-    return {"format": LUT_FORMAT, "device": device, "space": probe["space"], "base_ms": base,
-            "layers": layers,
-            "info": {**info, "width_stride": probe["width_stride"], "full_ms": full}}  # fmt: skip
+                       "ms": terms})  # fmt: skip
+    fitted = {"width_stride": probe["width_stride"], "full_ms": full, "base_measured_ms": base,
+              "fit_archs": sum(e["role"] == "fit" for e in entries)}  # fmt: skip
+    return {"format": LUT_FORMAT, "device": device, "space": probe["space"],
+            "base_ms": float(coef[0]), "layers": layers, "info": {**info, **fitted}}  # fmt: skip
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -378,7 +378,8 @@ def fleet(
     exported: dict[str, bytes] = {}  # the graphs do not depend on the device: exported once
 
     def ort(profile: DeviceProfile) -> LatencyMeasurer:
-        m = OnnxRuntimeMeasurer(net, profile, graph, s.lut_width_stride, max(s.pareto_repeats, 5))
+        m = OnnxRuntimeMeasurer(net, profile, graph, s.lut_width_stride, max(s.pareto_repeats, 5),
+                                s.lut_fit_archs)  # fmt: skip
         m.exported = exported
         return m
 
@@ -475,7 +476,7 @@ def search_device(
         lut_error_source = "none" if math.isnan(lut_error) else "imported"
     else:
         lut, lut_error = measure_table(measure, space, s.lut_check_archs, s.lut_width_stride,
-                                       params.base.seed, progress)  # fmt: skip
+                                       params.base.seed, progress, s.lut_fit_archs)  # fmt: skip
         full_ms = lut.info["full_ms"]
         lut_error_source = "measured with the table" if lut.info["check"] else "none"
     lut_seconds = time.perf_counter() - t0

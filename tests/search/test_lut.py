@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -68,7 +69,7 @@ def test_build_table_recovers_an_additive_device_and_round_trips(tmp_path: Path)
     table = build_table(net, QUICK, STUB_GRAPH, 1, measurer, lambda d, n: steps.append((d, n)))
     assert len(seen) == 1 + 2 + 2 + 2 + 1 and steps[-1] == (9, 9)  # base, 3 layers x 2, full
     assert all(m[:4] != b"" for m in seen)  # real ONNX exports were timed
-    assert table.base_ms == 0.5
+    assert table.base_ms == pytest.approx(0.5) and table.info["base_measured_ms"] == 0.5
     assert table.info["full_ms"] == pytest.approx(0.5 + 0.16 + 0.32 + 0.48)
     # figures measured in a slower stretch (base 0.8, full 2.0) map back onto the table's
     assert table.align(0.8, 0.8, 2.0) == pytest.approx(0.5)
@@ -164,3 +165,57 @@ def test_plain_networks_of_other_spaces_are_timed_as_the_device_runs_them() -> N
     half = SubNetwork(spaces[1], spaces[1].largest())
     assert measurer.exported["plain [8, 8]"] == device_graph(half.eval(), TINY_FEATURES,
                                                              18).SerializeToString()  # fmt: skip
+
+
+def device_measurer(device):
+    """A stub device: ``device(widths)`` ms for each sub-network's graph."""
+
+    def measurer(models, profile) -> dict[str, Latency]:
+        out = {}
+        for what in models:
+            ms = device(json.loads(what.removeprefix("widths ")))
+            out[what] = Latency(ms, ms, ms, ms, ms, profile.repeats, 1, ms, ms, 0.0)
+        return out
+
+    return measurer
+
+
+def test_the_table_is_fitted_to_random_networks_and_predicts_better_than_differences() -> None:
+    """An additive device is recovered exactly with or without random networks; on a device
+    whose layers cost more together than alone, and whose all-removed network is measured high
+    (the two errors a difference table adds up), the fitted table predicts the networks it was
+    not fitted to far better than the differences (layer alone - base) do."""
+    net = SuperNet(SPACE)
+    entries = lut.table_entries(SPACE, 1, fit=6)
+    assert [e.role for e in entries] == ["base", *["layer"] * 6, *["fit"] * 6, "full"]
+    assert lut.table_entries(SPACE, 1, fit=6) == entries  # the same networks every time
+    assert len({e.widths for e in entries}) == len(entries)
+    assert len(lut.table_entries(SPACE, 1, fit=100)) == 27  # every network of the space, once
+
+    def additive(w):
+        return 0.5 + 0.01 * w[0] + 0.02 * w[1] + 0.03 * w[2]
+
+    table = build_table(net, QUICK, STUB_GRAPH, 1, device_measurer(additive), fit=6)
+    assert table.info["fit_archs"] == 6 and table.base_ms == pytest.approx(0.5)
+    assert table.layer_ms[2] == {0: 0.0, 8: pytest.approx(0.24), 16: pytest.approx(0.48)}
+
+    def device(w):  # 0.02 ms more per pair of layers present; the base measured 0.03 ms high
+        k = sum(1 for x in w if x)
+        return additive(w) + 0.02 * k * (k - 1) / 2 + (0.03 if k == 0 else 0.0)
+
+    fitted = build_table(net, QUICK, STUB_GRAPH, 1, device_measurer(device), fit=6)
+    held_out = [w for w in itertools.product([0, 8, 16], repeat=3)
+                if w not in {e.widths for e in entries}]  # fmt: skip
+    assert len(held_out) == 13
+
+    def difference(w):  # the table until 2026-12-07: base + sum of (layer alone - base)
+        return device((0, 0, 0)) + sum(
+            device(tuple(x if j == i else 0 for j in range(3))) - device((0, 0, 0))
+            for i, x in enumerate(w) if x
+        )  # fmt: skip
+
+    diff_err = max(abs(difference(w) - device(w)) / device(w) for w in held_out)
+    fit_err = max(abs(fitted.predict(w) - device(w)) / device(w) for w in held_out)
+    # the three-layer networks: 0.06 ms of pairs unseen and the base's 0.03 counted twice over
+    assert diff_err == pytest.approx(0.12 / device((8, 8, 8)))
+    assert fit_err < diff_err / 3

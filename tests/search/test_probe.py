@@ -97,15 +97,28 @@ def test_the_probe_graphs_are_the_graphs_the_table_times(probe_dir: Path) -> Non
 
 
 def test_the_device_assembles_the_table_as_the_host_does() -> None:
-    manifest = probe_manifest(STRIDED_SPACE, QUICK, GRAPH, 2)
+    manifest = probe_manifest(STRIDED_SPACE, QUICK, GRAPH, 2, fit=3)
     assert [layer["grid"] for layer in manifest["layers"]] == [[8, 24, 32], [8, 16]]
+    roles = [e["role"] for e in manifest["entries"]]
+    assert roles == ["base", *["layer"] * 5, *["fit"] * 3, "full"]
+    # any medians (here no additive device): the device's least squares are the host's
     medians = {e["key"]: 1.0 + 0.1 * n for n, e in enumerate(manifest["entries"])}
     device = probe_measure.assemble_lut(manifest, medians, {"name": "phone"}, {"seconds": 3.0})
-    host = table_from_medians(STRIDED_SPACE, {"name": "phone"}, medians, 2, {"seconds": 3.0})
+    host = table_from_medians(STRIDED_SPACE, {"name": "phone"}, medians, 2, {"seconds": 3.0}, 3)
     assert LatencyTable.from_dict(device).to_dict() == host.to_dict()
+    assert host.info == {"seconds": 3.0, "width_stride": 2, "full_ms": pytest.approx(1.9),
+                         "base_measured_ms": 1.0, "fit_archs": 3}  # fmt: skip
+    # an additive device: both recover it exactly, interpolated between grid widths
+    costs = ({8: 0.1, 24: 0.2, 32: 0.3}, {8: 0.05, 16: 0.25})
+    additive = {e["key"]: 1.0 + sum(costs[i][w] for i, w in enumerate(e["widths"]) if w)
+                for e in manifest["entries"]}  # fmt: skip
+    device = probe_measure.assemble_lut(manifest, additive, {"name": "phone"}, {})
+    host = table_from_medians(STRIDED_SPACE, {"name": "phone"}, additive, 2, None, 3)
+    assert device["base_ms"] == pytest.approx(1.0) == host.base_ms
     assert host.layer_ms[0] == {0: 0.0, 8: pytest.approx(0.1), 16: pytest.approx(0.15),
                                 24: pytest.approx(0.2), 32: pytest.approx(0.3)}  # fmt: skip
-    assert host.info == {"seconds": 3.0, "width_stride": 2, "full_ms": pytest.approx(1.6)}
+    assert device["layers"][1]["ms"] == {"0": 0.0, "8": pytest.approx(0.05),
+                                         "16": pytest.approx(0.25)}  # fmt: skip
 
 
 def test_measure_py_writes_an_importable_table_where_torch_cannot_load(probe_dir, tmp_path):
@@ -130,7 +143,7 @@ def test_measure_py_writes_an_importable_table_where_torch_cannot_load(probe_dir
     assert table.device["name"] == "phone" and table.device["repeats"] == QUICK.repeats
     info = table.info
     assert info["measured_by"] == "edgelearn probe" and info["width_stride"] == 1
-    assert info["quick"] is True and info["method"].startswith("in-network differences")
+    assert info["quick"] is True and info["method"].startswith("least-squares fit")
     # plausible, not timed: the host is noisy, so only a loose factor
     assert 0.5 * info["full_ms"] <= table.predict(SPACE.largest()) <= 2 * info["full_ms"]
     medians = {key: entry["median_ms"] for key, entry in info["entries"].items()}
@@ -213,12 +226,14 @@ def test_cli_exports_the_workspace_supernet(tmp_path, monkeypatch, capsys) -> No
                                    "features:\n  clip_samples: 1760\n  n_mels: 8\n")  # fmt: skip
     assert main(["probe", "export", "probe", "--width-stride", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("wrote probe/: 8 ONNX graphs for 8 latency-table entries (3 layers, "
+    # 8 entries of the layers, base and full, and search.lut_fit_archs' 8 random networks
+    assert out.startswith("wrote probe/: 16 ONNX graphs for 16 latency-table entries (3 layers, "
                           "width stride 2), probe.json (timing settings of "
                           "'cpu-1thread-quick')")  # fmt: skip
     assert "  cd probe && python measure.py --out lut.json --device-name NAME\n" in out
     manifest = json.loads(Path("probe/probe.json").read_text())
     assert manifest["device"]["name"] == "cpu-1thread-quick" and manifest["width_stride"] == 2
+    assert [e["role"] for e in manifest["entries"]].count("fit") == 8
 
     Path("models/notes.txt").write_text("mine")
     assert main(["probe", "export", "models"]) == USER_ERROR_EXIT

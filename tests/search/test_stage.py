@@ -24,7 +24,7 @@ from tests.helpers.spaces import STAGE_SPACE, STAGE_SUPERNET
 
 BUDGET_MS = 4.0
 SEARCH = {"budget_ms": BUDGET_MS, "candidates": 4, "step_fraction": 0.5, "lut_check_archs": 8,
-          "train_epochs": 1, "pareto_repeats": 40}  # fmt: skip
+          "lut_fit_archs": 0, "train_epochs": 1, "pareto_repeats": 40}  # fmt: skip
 # stage_metrics' keys (components/search/report.py), with both baselines trained, and the
 # stage's own wall time
 METRIC_KEYS = {
@@ -91,20 +91,20 @@ def test_outputs_are_written(searched):
 
 
 def test_lut_error_is_the_used_tables_error_on_networks_measured_with_it(searched):
-    """The check architectures are every one the table does not predict exactly by
-    construction (the space holds four besides the all-removed network and the layers alone),
-    measured in the table's own measurement; the error is the searched table's."""
+    """The check architectures are every one the table is not fitted to (the space holds three
+    besides the all-removed network, the layers alone and the full network; no random fit
+    networks here), measured in the table's own measurement; the error is the searched table's."""
     _, result, measurer, _ = searched
     lut = LatencyTable.load(result.out_dir / "lut.json", STAGE_SPACE)
     rows = {arch_key(r["widths"]): r for r in lut.info["check"]}
-    # predicted 3.5, 5, 4.5, 6 ms; measured 0.5 ms more each
-    assert set(rows) == {"8-8", "8-16", "16-8", "16-16"}
+    # predicted 3.5, 5, 4.5 ms; measured 0.5 ms more each
+    assert set(rows) == {"8-8", "8-16", "16-8"}
     assert rows["8-16"] == {"widths": [8, 16], "predicted_ms": 5.0, "measured_ms": 5.5,
                             "error_pct": 0.5 / 5.5 * 100}  # fmt: skip
-    # errors 12.5, 10, 9.09, 7.69 %: the median is the mean of the middle two
-    expected = (0.5 / 5.0 * 100 + 0.5 / 5.5 * 100) / 2
+    # errors 12.5, 9.09, 10 %: the median is 16-8's
+    expected = 0.5 / 5.0 * 100
     assert lut.info["median_error_pct"] == pytest.approx(expected)
-    assert result.metrics["lut_error_pct"] == round(expected, 3) == 9.545
+    assert result.metrics["lut_error_pct"] == round(expected, 3) == 10.0
     assert result.metrics["lut_error_source"] == "measured with the table"
     assert lut.info["full_ms"] == result.metrics["full_latency_ms"] == 6.5
     # one table measurement (with its check), nothing measured as a table afterwards
@@ -337,14 +337,18 @@ def test_an_imported_table_reports_its_own_error_and_measures_nothing(tmp_path):
 @pytest.mark.timeout(1)  # a fixed draw returns in milliseconds
 def test_the_check_draw_stops_when_the_space_has_too_few_architectures():
     choices = [STAGE_SPACE.width_choices(i) for i in range(STAGE_SPACE.num_layers)]
-    exact = measure.exact_entries(STAGE_SPACE, 1)
-    assert exact == {"0-0", "8-0", "16-0", "0-8", "0-16"}
-    drawn = measure.draw_check_archs(choices, 8, 0, exact)
+    fitted = measure.fitted_networks(STAGE_SPACE, 1)
+    assert fitted == {"0-0", "8-0", "16-0", "0-8", "0-16", "16-16"}
+    drawn = measure.draw_check_archs(choices, 8, 0, fitted)
     keys = [arch_key(w) for w in drawn]
-    assert len(set(keys)) == len(keys) == 4  # every architecture outside the table's own, once
-    assert set(keys) == {"8-8", "8-16", "16-8", "16-16"}
-    assert measure.draw_check_archs(choices, 2, 0, exact) == drawn[:2]  # the same seed, in order
-    assert measure.draw_check_archs(choices, 0, 0, exact) == []
+    assert len(set(keys)) == len(keys) == 3  # every architecture outside the table's own, once
+    assert set(keys) == {"8-8", "8-16", "16-8"}
+    # the table's random networks are not checks either
+    with_fit = measure.fitted_networks(STAGE_SPACE, 1, fit=2)
+    assert len(with_fit) == 8 and fitted < with_fit
+    assert len(measure.draw_check_archs(choices, 8, 0, with_fit)) == 1
+    assert measure.draw_check_archs(choices, 2, 0, fitted) == drawn[:2]  # the same seed, in order
+    assert measure.draw_check_archs(choices, 0, 0, fitted) == []
 
 
 def test_without_pareto_repeats_no_candidate_is_timed_and_the_plot_shows_predictions(tmp_path):
