@@ -191,6 +191,8 @@ class SupernetParams(Section):
     freq_masks: Annotated[int, Field(ge=0)] = 2
     freq_mask_max: Annotated[int, Field(ge=0)] = 6
     time_shift_max: Annotated[int, Field(ge=0)] = 8  # frames, circular
+    noise_mix: Fraction = 0.5  # share of training clips mixed with a _silence_ training clip ...
+    noise_snr_db: Range = (0.0, 15.0)  # ... at a signal-to-noise ratio drawn from this range
     recalibration_batches: Annotated[int, Field(ge=1)] = 8
     eval_subnets: Annotated[int, Field(ge=1)] = 5  # fixed random sub-networks, monitored
     monitor_every: Annotated[int, Field(ge=1)] = 20  # epochs between scores (and the last one)
@@ -207,6 +209,9 @@ class SupernetParams(Section):
         for stage in self.stages:
             if stage.channels % self.width_step:
                 raise ValueError(f"stage channels {stage.channels} not a multiple of width_step")
+        lo, hi = self.noise_snr_db
+        if lo > hi:
+            raise ValueError(f"noise_snr_db: low end {lo} is above high end {hi}")
         return self
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from components.data.labels import SILENCE
 from components.data.prepared import load_prepared
 from components.data.splits import SERVER, TRAIN, VAL
 from components.errors import CorpusError
@@ -19,6 +20,13 @@ class ServerData:
     val_x: torch.Tensor
     val_y: torch.Tensor
     classes: tuple[str, ...] = ()  # the label of each class index (the prepared data's summary)
+
+    def noise_clips(self) -> torch.Tensor:
+        """The training split's ``_silence_`` clips (noise alone), for ``augment``'s noise
+        mixing; none when the classes have no ``_silence_``."""
+        if SILENCE not in self.classes:
+            return self.train_x[:0]
+        return self.train_x[self.train_y == self.classes.index(SILENCE)]
 
     def calibration_batches(self, batches: int, batch_size: int, seed: int) -> list[torch.Tensor]:
         """A fixed set of training batches for batch-norm recalibration (same for every subnet)."""

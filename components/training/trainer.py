@@ -62,6 +62,7 @@ class KwsModule(L.LightningModule):
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.calibration = data.calibration_batches(params.recalibration_batches, 128, seed)
+        self.noise = data.noise_clips() if params.noise_mix > 0 else None
         self.eval_archs = (
             random_architectures(self.supernet.space, params.eval_subnets, seed)
             if self.supernet is not None
@@ -77,7 +78,7 @@ class KwsModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
-        x = augment(x, self.p, self.generator)
+        x = augment(x, self.p, self.generator, self.noise)
         p = self.p
         if self.supernet is not None:
             widths = sample_widths(

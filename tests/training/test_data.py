@@ -36,3 +36,11 @@ def test_calibration_batches_are_fixed_training_batches():
     again = data.calibration_batches(3, 4, seed=5)
     assert all(torch.equal(a, b) for a, b in zip(batches, again, strict=True))
     assert [len(b) for b in data.calibration_batches(2, 32, seed=5)] == [10]  # at least one
+
+
+def test_noise_clips_are_the_training_splits_silence():
+    x = torch.arange(6.0)[:, None, None].expand(6, 2, 3)
+    y = torch.tensor([0, 2, 1, 2, 0, 1])
+    data = ServerData(x, y, x[:1], y[:1], ("yes", "_unknown_", "_silence_"))
+    assert data.noise_clips()[:, 0, 0].tolist() == [1.0, 3.0]
+    assert len(ServerData(x, y, x[:1], y[:1], ("yes", "no", "_unknown_")).noise_clips()) == 0
