@@ -307,6 +307,17 @@ class ServerLearningParams(Section):
     # the learning rate falls linearly from lr in the first round to lr * lr_decay_to in the last
     # (the paper's decaying server share): 1 = constant, 0 = the last round takes no step
     lr_decay_to: Fraction = 1.0
+    # share of each server batch mixed with a _silence_ clip of the server's training split at an
+    # SNR from noise_snr_db (as supernet.noise_mix does for the server's training): 0 = off
+    noise_mix: Fraction = 0.0
+    noise_snr_db: Range = (0.0, 15.0)
+
+    @model_validator(mode="after")
+    def _range_ordered(self) -> ServerLearningParams:
+        lo, hi = self.noise_snr_db
+        if lo > hi:
+            raise ValueError(f"noise_snr_db: low end {lo} is above high end {hi}")
+        return self
 
 
 class FaultParams(Section):

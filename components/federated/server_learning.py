@@ -11,7 +11,9 @@ training split (what the super-network trained on; its validation and test split
 
 The paper also studies decaying the server's share over the rounds; here ``lr_decay_to`` is
 where a linear decay of the server's learning rate ends in the last round (1: constant, the
-default). Simplifications: plain SGD with a fixed step count and that linear schedule;
+default). With ``noise_mix`` > 0 that share of each batch is mixed with the server's own noise
+clips, as the server's training recipe does (``components.training.augment.mix_noise``).
+Simplifications: plain SGD with a fixed step count and that linear schedule;
 batch-norm statistics stay frozen, as on the clients;
 the steps run on every variable, whatever PVT let the clients train. Nothing a client sends or
 holds changes: the upload, download and client memory figures are those of the method without it.
@@ -28,10 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from components.config import Params, ServerLearningParams
+from components.data.labels import SILENCE
 from components.data.prepared import PreparedData
 from components.data.splits import SERVER, TRAIN
 from components.errors import CorpusError
 from components.federated.training import materialize
+from components.training.augment import mix_noise
 
 
 class ServerLearner:
@@ -40,11 +44,12 @@ class ServerLearner:
 
     def __init__(
         self, p: ServerLearningParams, arch: Mapping[str, Any], x: torch.Tensor,
-        y: torch.Tensor, seed: int, rounds: int = 1,
+        y: torch.Tensor, seed: int, rounds: int = 1, noise: torch.Tensor | None = None,
     ) -> None:  # fmt: skip
         if len(y) == 0:
             raise ValueError("server learning needs server training clips")
         self.p, self.arch, self.x, self.y, self.seed = p, dict(arch), x, y, seed
+        self.noise = x[:0] if noise is None else noise  # noise clips for ``p.noise_mix``
         self.rounds = max(1, rounds)
         self.batches = 0
 
@@ -63,7 +68,8 @@ class ServerLearner:
         bs = min(self.p.batch_size, len(self.y))
         for _ in range(self.p.steps):
             idx = torch.randint(0, len(self.y), (bs,), generator=g)
-            loss = F.cross_entropy(net(self.x[idx]), self.y[idx])
+            x = mix_noise(self.x[idx], self.noise, self.p.noise_mix, self.p.noise_snr_db, g)
+            loss = F.cross_entropy(net(x), self.y[idx])
             grads = torch.autograd.grad(loss, list(params.values()))
             with torch.no_grad():
                 for p, grad in zip(params.values(), grads, strict=True):
@@ -88,4 +94,5 @@ def server_learner(
             f"{prepared_dir}: finetune.server_learning.steps={p.steps} needs the server pool's "
             "training clips and there are none (set it to 0 to fine-tune without them)"
         )
-    return ServerLearner(p, arch, x, y, params.base.seed, params.finetune.rounds)
+    noise = x[y == data.classes.index(SILENCE)] if SILENCE in data.classes else x[:0]
+    return ServerLearner(p, arch, x, y, params.base.seed, params.finetune.rounds, noise)

@@ -122,3 +122,19 @@ def test_the_stage_learner_is_off_at_zero_steps_and_names_the_key_without_clips(
     with pytest.raises(CorpusError, match=r"data/prepared: finetune.server_learning.steps=10 "
                        r"needs the server pool's training clips"):  # fmt: skip
         server_learner(on, NoServerClips(), Path("data/prepared"), ARCH)  # type: ignore[arg-type]
+
+
+def test_noise_mixing_changes_the_steps_only_when_on(clips, start):
+    noise = clips[0][:8]
+    off = ServerLearningParams(steps=2, batch_size=8, lr=0.1)
+    plain = ServerLearner(off, ARCH, *clips, seed=1).step(start, 1)
+
+    def same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+        return a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a)
+
+    # off: the noise clips are never drawn from; the steps are exactly those without them
+    assert same(ServerLearner(off, ARCH, *clips, seed=1, noise=noise).step(start, 1), plain)
+    on = off.model_copy(update={"noise_mix": 1.0, "noise_snr_db": (0.0, 0.0)})
+    assert not same(ServerLearner(on, ARCH, *clips, seed=1, noise=noise).step(start, 1), plain)
+    # on, with no noise clips: nothing to mix
+    assert same(ServerLearner(on, ARCH, *clips, seed=1).step(start, 1), plain)

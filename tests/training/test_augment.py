@@ -78,5 +78,5 @@ def test_noise_goes_to_the_drawn_share_of_clips_only():
 
 
 def test_a_reversed_snr_range_is_refused():
-    with pytest.raises(ValueError, match="noise_snr_db: low end 10.0 is above high end 5.0"):
+    with pytest.raises(ValueError, match=r"noise_snr_db: low end 10\.0 is above high end 5\.0"):
         SupernetParams(noise_snr_db=(10.0, 5.0))
