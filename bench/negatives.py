@@ -124,6 +124,27 @@ def scores(model: SubNetwork, data: PreparedData) -> dict[str, float]:
     return out
 
 
+def model_figures(
+    net: SubNetwork, params: Params, reference: PreparedData,
+    real: tuple[torch.Tensor, list[str], list[str]], meta: dict[str, int],
+) -> dict[str, Any]:  # fmt: skip
+    """Every figure of ``COLUMNS`` for a trained network on the ``reference`` preparation's
+    held-out clips and streams and the real-voice set (``real``: features, labels, classes)."""
+    real_x, real_labels, classes = real
+    m: dict[str, Any] = dict(scores(net, reference))
+    m |= real_voice_scores(predictions(net, real_x), real_labels, classes)
+    predictor = cast(Predictor, TorchPredictor(net, params, reference.classes))
+    report = measure_detection(predictor, meta, reference, params.export, params.base.seed)
+    m |= {k: report.metrics[k] for k in
+          ("detection_threshold", "false_accepts_per_hour", "false_reject_rate",
+           "detection_target_met")}  # fmt: skip
+    m["detection_curve"] = report.metrics["detection_curve"]
+    curve = [(c["test_false_accepts_per_hour"], c["test_false_reject_rate"])
+             for c in m["detection_curve"]]  # fmt: skip
+    m["frr_at_10_fa"] = frr_at(curve, 10.0)
+    return m
+
+
 COLUMNS = [  # (key, header)
     ("server_test_acc", "server test %"),
     ("client_test_acc", "client test %"),
@@ -222,18 +243,7 @@ def main() -> None:
             net.eval()
             m: dict[str, Any] = {"train_clips": len(data.train_y), "epochs": n,
                                  "train_seconds": result.seconds}  # fmt: skip
-            m |= scores(net, reference)
-            m |= real_voice_scores(predictions(net, real_x), real_labels, classes)
-            predictor = cast(Predictor, TorchPredictor(net, params, reference.classes))
-            report = measure_detection(predictor, meta,
-                                       reference, params.export, params.base.seed)  # fmt: skip
-            m |= {k: report.metrics[k] for k in
-                  ("detection_threshold", "false_accepts_per_hour", "false_reject_rate",
-                   "detection_target_met")}  # fmt: skip
-            m["detection_curve"] = report.metrics["detection_curve"]
-            curve = [(c["test_false_accepts_per_hour"], c["test_false_reject_rate"])
-                     for c in m["detection_curve"]]  # fmt: skip
-            m["frr_at_10_fa"] = frr_at(curve, 10.0)
+            m |= model_figures(net, params, reference, (real_x, real_labels, classes), meta)
             runs.append({"seed": seed, "ratio": ratio, "metrics": m})
             record()
             print("  " + ", ".join(f"{h} {m[k]:.3g}" for k, h in COLUMNS), flush=True)

@@ -26,19 +26,17 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 
-from bench.common import arguments, compare, frr_at, mean_spread, quiet, save, table
-from bench.data import predictions, real_voice_scores, real_voice_set
+from bench.common import arguments, compare, mean_spread, quiet, save, table
+from bench.data import real_voice_set
 from bench.detector import lower_is_better
-from bench.negatives import COLUMNS, TorchPredictor, scores
+from bench.negatives import COLUMNS, model_figures
 from components.config import load_params
 from components.data.labels import SILENCE, UNKNOWN
 from components.data.prepared import load_prepared
-from components.export.detection import measure_detection
-from components.export.predict import Predictor
 from components.model.space import SearchSpace
 from components.model.subnet import SubNetwork
 from components.training.data import load_server_data
@@ -89,18 +87,7 @@ def main() -> None:
             result = fit(net, recipe, data, seed)
             net.eval()
             m: dict[str, Any] = {"train_seconds": result.seconds}
-            m |= scores(net, reference)
-            m |= real_voice_scores(predictions(net, real_x), real_labels, classes)
-            predictor = cast(Predictor, TorchPredictor(net, params, reference.classes))
-            report = measure_detection(predictor, meta, reference, params.export,
-                                       params.base.seed)  # fmt: skip
-            m |= {k: report.metrics[k] for k in
-                  ("detection_threshold", "false_accepts_per_hour", "false_reject_rate",
-                   "detection_target_met")}  # fmt: skip
-            m["detection_curve"] = report.metrics["detection_curve"]
-            curve = [(c["test_false_accepts_per_hour"], c["test_false_reject_rate"])
-                     for c in m["detection_curve"]]  # fmt: skip
-            m["frr_at_10_fa"] = frr_at(curve, 10.0)
+            m |= model_figures(net, params, reference, (real_x, real_labels, classes), meta)
             runs.append({"seed": seed, "noise_mix": mix, "metrics": m})
             save(args.name, {
                 "command": "python -m bench.noise " + " ".join(
