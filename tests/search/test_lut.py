@@ -167,25 +167,11 @@ def test_plain_networks_of_other_spaces_are_timed_as_the_device_runs_them() -> N
                                                              18).SerializeToString()  # fmt: skip
 
 
-def device_measurer(device):
-    """A stub device: ``device(widths)`` ms for each sub-network's graph."""
-
-    def measurer(models, profile) -> dict[str, Latency]:
-        out = {}
-        for what in models:
-            ms = device(json.loads(what.removeprefix("widths ")))
-            out[what] = Latency(ms, ms, ms, ms, ms, profile.repeats, 1, ms, ms, 0.0)
-        return out
-
-    return measurer
-
-
 def test_the_table_is_fitted_to_random_networks_and_predicts_better_than_differences() -> None:
     """An additive device is recovered exactly with or without random networks; on a device
     whose layers cost more together than alone, and whose all-removed network is measured high
     (the two errors a difference table adds up), the fitted table predicts the networks it was
     not fitted to far better than the differences (layer alone - base) do."""
-    net = SuperNet(SPACE)
     entries = lut.table_entries(SPACE, 1, fit=6)
     assert [e.role for e in entries] == ["base", *["layer"] * 6, *["fit"] * 6, "full"]
     assert lut.table_entries(SPACE, 1, fit=6) == entries  # the same networks every time
@@ -195,7 +181,11 @@ def test_the_table_is_fitted_to_random_networks_and_predicts_better_than_differe
     def additive(w):
         return 0.5 + 0.01 * w[0] + 0.02 * w[1] + 0.03 * w[2]
 
-    table = build_table(net, QUICK, STUB_GRAPH, 1, device_measurer(additive), fit=6)
+    def table_of(device):  # the medians a device gives for every entry
+        medians = {e.key: device(e.widths) for e in entries}
+        return lut.table_from_medians(SPACE, {"name": "stub"}, medians, 1, None, fit=6)
+
+    table = table_of(additive)
     assert table.info["fit_archs"] == 6 and table.base_ms == pytest.approx(0.5)
     assert table.layer_ms[2] == {0: 0.0, 8: pytest.approx(0.24), 16: pytest.approx(0.48)}
 
@@ -203,7 +193,7 @@ def test_the_table_is_fitted_to_random_networks_and_predicts_better_than_differe
         k = sum(1 for x in w if x)
         return additive(w) + 0.02 * k * (k - 1) / 2 + (0.03 if k == 0 else 0.0)
 
-    fitted = build_table(net, QUICK, STUB_GRAPH, 1, device_measurer(device), fit=6)
+    fitted = table_of(device)
     held_out = [w for w in itertools.product([0, 8, 16], repeat=3)
                 if w not in {e.widths for e in entries}]  # fmt: skip
     assert len(held_out) == 13
@@ -219,3 +209,13 @@ def test_the_table_is_fitted_to_random_networks_and_predicts_better_than_differe
     # the three-layer networks: 0.06 ms of pairs unseen and the base's 0.03 counted twice over
     assert diff_err == pytest.approx(0.12 / device((8, 8, 8)))
     assert fit_err < diff_err / 3
+
+
+def test_medians_that_cannot_make_a_table_are_refused() -> None:
+    entries = lut.table_entries(SPACE, 1)
+    medians = {e.key: 1.0 for e in entries}
+    medians[entries[3].key] = 0.0
+    with pytest.raises(ConfigError, match=r"non-positive median 0\.0 for \[0, 8, 0\]"):
+        lut.table_from_medians(SPACE, {}, medians, 1)
+    with pytest.raises(ConfigError, match="no median for"):
+        lut.table_from_medians(SPACE, {}, {}, 1)
