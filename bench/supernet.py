@@ -5,6 +5,7 @@ sub-networks (smallest to largest) from scratch with the same recipe and epochs,
 run, at each training seed (the data and its splits are the pipeline's).
 
     python -m bench.supernet [--params params.yaml] [--epochs N] [--seeds 1234,1,2] [--subnets 8]
+        [--name supernet]
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def main() -> None:
     parser = arguments("bench.supernet", __doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--epochs", type=int, default=None, help="override supernet.epochs")
+    parser.add_argument("--name", default="supernet", help="bench/results/<name>.json")
     parser.add_argument("--seeds", default=None, help="training seeds (default: base.seed,1,2)")
     parser.add_argument("--subnets", type=int, default=8,
                         help="sub-networks from smallest to largest (at least 2)")  # fmt: skip
@@ -153,7 +155,7 @@ def main() -> None:
                "stdev": statistics.stdev(x[k] for x in s) if len(s) > 1 else 0.0}
            for k in keys},
     }  # fmt: skip
-    print(f"\nwritten {save('supernet', {'summary': summary, 'runs': runs})}")
+    print(f"\nwritten {save(args.name, {'summary': summary, 'runs': runs})}")
 
 
 if __name__ == "__main__":
