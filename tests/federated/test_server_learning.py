@@ -138,3 +138,17 @@ def test_noise_mixing_changes_the_steps_only_when_on(clips, start):
     assert not same(ServerLearner(on, ARCH, *clips, seed=1, noise=noise).step(start, 1), plain)
     # on, with no noise clips: nothing to mix
     assert same(ServerLearner(on, ARCH, *clips, seed=1).step(start, 1), plain)
+
+
+class ThreeClasses:
+    classes = ("yes", "_unknown_", "_silence_")
+
+    def tensors(self, pool: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.arange(5.0)[:, None, None].expand(5, 2, 3)
+        return x, torch.tensor([2, 0, 1, 2, 0])
+
+
+def test_the_stage_learner_mixes_the_server_training_splits_silence():
+    on = Params.model_validate({"finetune": {"server_learning": {"steps": 1}}})
+    learner = server_learner(on, ThreeClasses(), Path("data/prepared"), ARCH)  # type: ignore[arg-type]
+    assert learner is not None and learner.noise[:, 0, 0].tolist() == [0.0, 3.0]

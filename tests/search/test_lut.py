@@ -211,6 +211,15 @@ def test_the_table_is_fitted_to_random_networks_and_predicts_better_than_differe
     assert fit_err < diff_err / 3
 
 
+def test_alignment_anchors_on_the_measured_base_not_the_fitted_term() -> None:
+    table = LatencyTable(SPACE, {}, 0.48, [{0: 0.0}] * 3, [[]] * 3,
+                         {"full_ms": 1.5, "base_measured_ms": 0.5})  # fmt: skip
+    assert table.align(0.8, 0.8, 2.0) == pytest.approx(0.5)  # the run's base -> its median
+    assert table.align(2.0, 0.8, 2.0) == pytest.approx(1.5)
+    del table.info["base_measured_ms"]  # a table without it (imported): its base term
+    assert table.align(0.8, 0.8, 2.0) == pytest.approx(0.48)
+
+
 def test_medians_that_cannot_make_a_table_are_refused() -> None:
     entries = lut.table_entries(SPACE, 1)
     medians = {e.key: 1.0 for e in entries}
