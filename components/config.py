@@ -186,7 +186,7 @@ class SupernetParams(Section):
     smallest_fraction: Fraction = 0.0  # ... and the smallest
     depth_fraction: Fraction = 0.25  # ... and a uniform number of kept layers; the rest: any widths
     distill_weight: Fraction = 0.0  # in-place distillation from the full network (0 = off)
-    time_masks: Annotated[int, Field(ge=0)] = 2  # SpecAugment
+    time_masks: Annotated[int, Field(ge=0)] = 0  # SpecAugment time masks (off: docs/benchmarks.md)
     time_mask_max: Annotated[int, Field(ge=0)] = 12
     freq_masks: Annotated[int, Field(ge=0)] = 2
     freq_mask_max: Annotated[int, Field(ge=0)] = 6

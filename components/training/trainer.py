@@ -176,8 +176,9 @@ def fit(
     phase: str = "epoch",
 ) -> FitResult:
     """Train ``net`` for ``params.epochs`` (one-cycle schedule; the last epoch is kept: no
-    selection on validation). After each epoch ``progress(phase, epoch, epochs, figures)`` gets
-    the epoch's loss and whatever validation scores the epoch recorded."""
+    selection on validation), in training mode whatever mode it comes in. After each epoch
+    ``progress(phase, epoch, epochs, figures)`` gets the epoch's loss and whatever validation
+    scores the epoch recorded."""
     L.seed_everything(seed, workers=True, verbose=False)
     if params.num_threads:
         torch.set_num_threads(params.num_threads)
@@ -202,6 +203,9 @@ def fit(
         num_sanity_val_steps=0,
         deterministic=True,
     )
+    # Lightning keeps each module's train/eval mode as handed in: a network extracted from an
+    # evaluated super-network (or scored before) would train with its batch-norm frozen
+    net.train()
     start = time.perf_counter()
     trainer.fit(module, loader)
     seconds = time.perf_counter() - start - module.monitor_seconds

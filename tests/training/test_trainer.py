@@ -69,6 +69,24 @@ def test_a_fixed_network_logs_its_own_accuracy_and_the_progress_per_epoch():
     assert set(reports[-1][3]) == {"train_loss", "val_acc_full"}
 
 
+def test_a_network_handed_over_in_eval_mode_trains_its_batch_norm():
+    # Lightning keeps a module's eval mode through fit: a network extracted from an evaluated
+    # super-network would otherwise train with frozen batch-norm statistics
+    train_x, train_y = banded_tensors(48, 0)
+    data = ServerData(train_x, train_y, *banded_tensors(24, 1))
+    torch.manual_seed(0)
+    net = SubNetwork(SPACE, [8, 0, 8, 0])
+    net.norm.set_stats(train_x)
+    net.eval()
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in norms]
+    modes: list[bool] = []
+    net.register_forward_pre_hook(lambda module, _: modes.append(module.training))
+    fit(net, SupernetParams(epochs=1, batch_size=16, recalibration_batches=1), data, seed=0)
+    assert modes[:3] == [True] * 3  # the training steps (the epoch's scoring comes after)
+    assert all(not torch.equal(b, m.running_mean) for b, m in zip(before, norms, strict=True))
+
+
 def test_distillation_loss_is_zero_when_student_matches_teacher():
     train_x, train_y = banded_tensors(64, 0)
     data = ServerData(train_x, train_y, train_x, train_y)
