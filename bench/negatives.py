@@ -252,7 +252,7 @@ def main() -> None:
     for r in sorted(runs, key=lambda r: (r["ratio"], -r["metrics"]["epochs"])):
         groups.setdefault((r["ratio"], r["metrics"]["epochs"]), []).append(r["metrics"])
     rows = [[f"{ratio:g}", ms[0]["train_clips"], n, len(ms),
-             *(mean_spread([float(m[k]) for m in ms], ".2f" if k == "detection_threshold"
+             *(mean_spread([float(m[k]) for m in ms], ".4f" if k == "detection_threshold"
                            else ".1f") for k, _ in COLUMNS)]
             for (ratio, n), ms in groups.items()]  # fmt: skip
     print(f"\nthe searched network {widths}; mean ± stdev over seeds; scored on the "

@@ -106,7 +106,7 @@ def report(
     names = list(dict.fromkeys(r["variant"] for r in runs))
     by = {n: [r["metrics"] for r in runs if r["variant"] == n] for n in names}
     rows = [[str(n), len(ms), *(mean_spread([float(m[k]) for m in ms],
-                                            ".2f" if k == "detection_threshold" else ".1f")
+                                            ".4f" if k == "detection_threshold" else ".1f")
                                 for k, _ in columns)]
             for n, ms in by.items()]  # fmt: skip
     seeds = len({r["seed"] for r in runs})

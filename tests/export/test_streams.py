@@ -204,7 +204,8 @@ def test_the_threshold_is_the_lowest_from_which_on_the_target_holds(rates, chose
 def test_a_threshold_needs_a_figure_per_grid_point():
     with pytest.raises(ValueError, match="5 thresholds but 4 figures"):
         choose_threshold(THRESHOLDS, [1.0] * 4, 1.0)
-    assert GRID[0] == 0.3 and GRID[-1] == 0.99 and len(GRID) == 70
+    assert GRID[0] == 0.3 and GRID[69] == 0.99 and GRID[-3:] == (0.999, 0.9995, 0.9999)
+    assert len(GRID) == 81 and list(GRID) == sorted(set(GRID))
 
 
 # --- scoring once, thresholds many --------------------------------------------------------------
