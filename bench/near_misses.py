@@ -37,7 +37,7 @@ import numpy as np
 from bench.common import arguments, quiet
 from bench.data import predictions
 from bench.negatives import COLUMNS, check_no_leak
-from bench.recipe import report, run_variants
+from bench.recipe import add_common_arguments, report, run_variants
 from components import corpus as corpus_stage
 from components import prepare as prepare_stage
 from components.config import Params, load_params
@@ -141,13 +141,10 @@ def kind_figures(kinds: dict[str, str]) -> Any:
 
 def main() -> None:
     parser = arguments("bench.near_misses", __doc__)
-    parser.add_argument("--params", default="params.yaml")
+    add_common_arguments(parser, "near_misses")
     parser.add_argument("--variants", default=json.dumps(DEFAULT_VARIANTS),
                         help='JSON: {"name": {corpus key: value, ...}, ...}; the first is the '
                              "reference")  # fmt: skip
-    parser.add_argument("--seeds", default="1234,1,2", help="training seeds, comma-separated")
-    parser.add_argument("--widths", default=None, help="the network (default: search/arch.json)")
-    parser.add_argument("--name", default="near_misses", help="results file name")
     args = parser.parse_args()
     quiet()
     params = load_params(Path(args.params))

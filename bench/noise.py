@@ -24,18 +24,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.common import arguments, quiet
-from bench.recipe import report, run_variants
+from bench.recipe import add_common_arguments, report, run_variants
 from components.config import load_params
 
 
 def main() -> None:
     parser = arguments("bench.noise", __doc__)
-    parser.add_argument("--params", default="params.yaml")
+    add_common_arguments(parser, "noise")
     parser.add_argument("--mixes", default="0,0.5", help="supernet.noise_mix values")
     parser.add_argument("--snr", default=None, help="supernet.noise_snr_db as LOW,HIGH")
-    parser.add_argument("--seeds", default="1234,1,2", help="training seeds, comma-separated")
-    parser.add_argument("--widths", default=None, help="the network (default: search/arch.json)")
-    parser.add_argument("--name", default="noise", help="results file name")
     args = parser.parse_args()
     quiet()
     params = load_params(Path(args.params))

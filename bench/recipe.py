@@ -10,12 +10,16 @@ set, and streaming detection as the export stage measures it). No federated fine
 shipped model is fine-tuned after this network. The first variant is the reference each other is
 compared with (a difference within the larger spread is a tie).
 
+``--near-misses`` adds ``bench.near_misses``' figures; ``--finetune`` runs each trained network
+through the pipeline's finetune stage (its defaults, the same seed) and scores it again.
+
     python -m bench.recipe --variants '{"default": {}, "shift 16": {"time_shift_max": 16}}'
-        [--seeds 1234,1,2] [--widths 0,16,...] [--name recipe]
+        [--seeds 1234,1,2] [--widths 0,16,...] [--near-misses] [--finetune] [--name recipe]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import tempfile
@@ -34,6 +38,7 @@ from bench.negatives import COLUMNS, model_figures
 from components.config import Params, load_params
 from components.data.labels import SILENCE, UNKNOWN
 from components.data.prepared import PreparedData, load_prepared
+from components.model.checkpoint import load_subnet, save_subnet
 from components.model.space import SearchSpace
 from components.model.subnet import SubNetwork
 from components.training.data import load_server_data
@@ -46,16 +51,41 @@ LOWER_IS_BETTER = (  # figures where less is better (the rest: more is better)
 )  # fmt: skip
 
 
+def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """The options every variant bench takes: params file, seeds, network, results name."""
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--seeds", default="1234,1,2", help="training seeds, comma-separated")
+    parser.add_argument("--widths", default=None, help="the network (default: search/arch.json)")
+    parser.add_argument("--name", default=name, help="results file name")
+
+
+def federated(
+    net: SubNetwork, params: Params, seed: int, root: Path, widths: list[int]
+) -> dict[str, Any]:
+    """The finetune stage's metrics from ``net`` (written to ``root/start.pt``), its defaults and
+    ``base.seed`` = ``seed``; the fine-tuned network is written to ``root/final.pt``."""
+    from bench.federated import variant
+    from bench.federated_sweep import with_seed
+    from components.federated import stage
+
+    save_subnet(root / "start.pt", net, {"widths": widths})
+    p = variant(with_seed(params, seed), root / "final.pt", init=str(root / "start.pt"))
+    return dict(stage.run(p, Path(".")).metrics)
+
+
 def run_variants(
     params: Params, variants: dict[str, dict[str, Any]], seeds: list[int],
     widths: list[int] | None, name: str, command: str, extra: dict[str, Any] | None = None,
     prepared: dict[str, Path] | None = None,
     figures: Callable[[SubNetwork, PreparedData], dict[str, Any]] | None = None,
+    finetune: bool = False,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """Train and score every variant (``supernet`` recipe overrides) for every seed (seed-major,
     so a stopped run has whole seeds); the results file is rewritten after each model. A variant
     trains on ``prepared[variant]`` when given, else on the committed preparation, and is always
-    scored on the committed one (``figures`` adds its own figures). Returns the runs."""
+    scored on the committed one (``figures`` adds its own figures). With ``finetune`` each trained
+    network then goes through the pipeline's federated stage (the default settings, the same seed)
+    and the result is scored again (``metrics["finetuned"]``). Returns the runs."""
     arch = json.loads((Path(params.paths.search) / "arch.json").read_text())
     space = SearchSpace.from_dict(arch["space"])
     widths = widths or list(arch["widths"])
@@ -85,6 +115,12 @@ def run_variants(
             m: dict[str, Any] = {"train_seconds": result.seconds}
             m |= model_figures(net, params, reference, (real_x, real_labels, classes), meta)
             m |= figures(net, reference) if figures else {}
+            if finetune:
+                m["finetuned"] = federated(net, params, seed, root, widths)
+                m["finetuned"] |= model_figures(load_subnet(root / "final.pt"), params, reference,
+                                                (real_x, real_labels, classes), meta)  # fmt: skip
+                m["finetuned"] |= (figures(load_subnet(root / "final.pt"), reference)
+                                   if figures else {})  # fmt: skip
             runs.append({"seed": seed, "variant": variant, "overrides": overrides, "metrics": m})
             save(name, {
                 "command": command, "network": widths, "epochs": epochs,
@@ -95,16 +131,24 @@ def run_variants(
                 "runs": runs,
             })  # fmt: skip
             print("  " + ", ".join(f"{h} {m[k]:.3g}" for k, h in COLUMNS), flush=True)
+            if finetune:
+                f = m["finetuned"]
+                print("  fine-tuned: " + ", ".join(f"{h} {f[k]:.3g}" for k, h in COLUMNS),
+                      flush=True)  # fmt: skip
     return runs
 
 
 def report(
     runs: list[dict[str, Any]], widths: list[int] | None,
-    columns: list[tuple[str, str]] = COLUMNS,
+    columns: list[tuple[str, str]] = COLUMNS, nested: str | None = None,
 ) -> None:  # fmt: skip
-    """The table (mean ± stdev over seeds per variant) and each variant against the first."""
+    """The table (mean ± stdev over seeds per variant) and each variant against the first; with
+    ``nested``, of the figures under that key of each run's metrics (``finetuned``)."""
     names = list(dict.fromkeys(r["variant"] for r in runs))
-    by = {n: [r["metrics"] for r in runs if r["variant"] == n] for n in names}
+    by = {n: [r["metrics"][nested] if nested else r["metrics"] for r in runs
+              if r["variant"] == n] for n in names}  # fmt: skip
+    if nested:
+        print(f"\nafter {nested}:")
     rows = [[str(n), len(ms), *(mean_spread([float(m[k]) for m in ms],
                                             ".4f" if k == "detection_threshold" else ".1f")
                                 for k, _ in columns)]
@@ -127,15 +171,14 @@ def report(
 
 def main() -> None:
     parser = arguments("bench.recipe", __doc__)
-    parser.add_argument("--params", default="params.yaml")
+    add_common_arguments(parser, "recipe")
     parser.add_argument("--variants", required=True,
                         help='JSON: {"name": {supernet key: value, ...}, ...}; the first is the '
                              "reference")  # fmt: skip
-    parser.add_argument("--seeds", default="1234,1,2", help="training seeds, comma-separated")
-    parser.add_argument("--widths", default=None, help="the network (default: search/arch.json)")
-    parser.add_argument("--name", default="recipe", help="results file name")
     parser.add_argument("--near-misses", action="store_true",
                         help="also the near-miss figures of bench.near_misses")  # fmt: skip
+    parser.add_argument("--finetune", action="store_true",
+                        help="also score each after the pipeline's federated stage")  # fmt: skip
     args = parser.parse_args()
     quiet()
     params = load_params(Path(args.params))
@@ -169,8 +212,15 @@ def main() -> None:
 
         command += " --near-misses"
         columns, figures = [*COLUMNS, *EXTRA], kind_figures(near_miss_table(params))
-    runs = run_variants(params, variants, seeds, widths, args.name, command, figures=figures)
+    if args.finetune:
+        command += " --finetune"
+    runs = run_variants(params, variants, seeds, widths, args.name, command, figures=figures,
+                        finetune=args.finetune)  # fmt: skip
     report(runs, widths, columns)
+    if args.finetune:
+        report(runs, widths, [("acc_after", "client test (stage) %"),
+                              ("server_test_acc_after", "server test (stage) %"), *columns],
+               nested="finetuned")  # fmt: skip
 
 
 if __name__ == "__main__":
