@@ -11,7 +11,9 @@ shipped model is fine-tuned after this network. The first variant is the referen
 compared with (a difference within the larger spread is a tie).
 
 ``--near-misses`` adds ``bench.near_misses``' figures; ``--finetune`` runs each trained network
-through the pipeline's finetune stage (its defaults, the same seed) and scores it again.
+through the pipeline's finetune stage (its settings, the same seed) and scores it again; a
+variant's ``"finetune"`` key then holds finetune overrides (dotted keys, as in
+``bench.federated_sweep``: ``{"finetune": {"server_learning.steps": 40}}``).
 
     python -m bench.recipe --variants '{"default": {}, "shift 16": {"time_shift_max": 16}}'
         [--seeds 1234,1,2] [--widths 0,16,...] [--near-misses] [--finetune] [--name recipe]
@@ -44,6 +46,7 @@ from components.model.subnet import SubNetwork
 from components.training.data import load_server_data
 from components.training.trainer import fit
 
+FINETUNE_KEY = "finetune"  # in a variant: finetune overrides for --finetune (dotted keys)
 LOWER_IS_BETTER = (  # figures where less is better (the rest: more is better)
     "false_accepts_per_hour", "false_reject_rate", "frr_at_10_fa", "near_miss_keyword_pct",
     "near_miss_inside_keyword_pct", "near_miss_rhyme_keyword_pct", "near_miss_onset_keyword_pct",
@@ -60,16 +63,19 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def federated(
-    net: SubNetwork, params: Params, seed: int, root: Path, widths: list[int]
-) -> dict[str, Any]:
-    """The finetune stage's metrics from ``net`` (written to ``root/start.pt``), its defaults and
+    net: SubNetwork, params: Params, seed: int, root: Path, widths: list[int],
+    changes: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The finetune stage's metrics from ``net`` (written to ``root/start.pt``), its settings
+    with ``changes`` (dotted ``finetune`` keys, as ``bench.federated_sweep`` takes them) and
     ``base.seed`` = ``seed``; the fine-tuned network is written to ``root/final.pt``."""
     from bench.federated import variant
     from bench.federated_sweep import with_seed
     from components.federated import stage
 
     save_subnet(root / "start.pt", net, {"widths": widths})
-    p = variant(with_seed(params, seed), root / "final.pt", init=str(root / "start.pt"))
+    p = variant(with_seed(params, seed), root / "final.pt", init=str(root / "start.pt"),
+                **(changes or {}))  # fmt: skip
     return dict(stage.run(p, Path(".")).metrics)
 
 
@@ -105,7 +111,8 @@ def run_variants(
     started = time.perf_counter()
     for seed in seeds:
         for variant, overrides in variants.items():
-            recipe = params.supernet.model_copy(update={"epochs": epochs, **overrides})
+            recipe_overrides = {k: v for k, v in overrides.items() if k != FINETUNE_KEY}
+            recipe = params.supernet.model_copy(update={"epochs": epochs, **recipe_overrides})
             torch.manual_seed(seed)
             net = SubNetwork(space, widths)
             net.norm.set_stats(data[variant].train_x)
@@ -116,7 +123,8 @@ def run_variants(
             m |= model_figures(net, params, reference, (real_x, real_labels, classes), meta)
             m |= figures(net, reference) if figures else {}
             if finetune:
-                m["finetuned"] = federated(net, params, seed, root, widths)
+                m["finetuned"] = federated(net, params, seed, root, widths,
+                                           overrides.get(FINETUNE_KEY))  # fmt: skip
                 m["finetuned"] |= model_figures(load_subnet(root / "final.pt"), params, reference,
                                                 (real_x, real_labels, classes), meta)  # fmt: skip
                 m["finetuned"] |= (figures(load_subnet(root / "final.pt"), reference)
@@ -192,12 +200,14 @@ def main() -> None:
         or not all(isinstance(v, dict) for v in variants.values())
     ):
         parser.error('--variants: expected {"name": {supernet key: value, ...}, ...}')
-    unknown = {k for v in variants.values() for k in v} - set(type(params.supernet).model_fields)
+    fields = set(type(params.supernet).model_fields) | ({FINETUNE_KEY} if args.finetune else set())
+    unknown = {k for v in variants.values() for k in v} - fields
     if unknown:
         parser.error(f"--variants: not keys of supernet: {', '.join(sorted(unknown))}")
     for variant, overrides in variants.items():  # validated as params.yaml would be
+        recipe = {k: v for k, v in overrides.items() if k != FINETUNE_KEY}
         try:
-            type(params.supernet).model_validate(params.supernet.model_dump() | overrides)
+            type(params.supernet).model_validate(params.supernet.model_dump() | recipe)
         except ValidationError as err:
             parser.error(f"--variants: {variant!r}: {err.errors()[0]['msg']} "
                          f"({'.'.join(map(str, err.errors()[0]['loc']))})")  # fmt: skip
