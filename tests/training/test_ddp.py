@@ -46,24 +46,29 @@ DRIVER = textwrap.dedent("""
     from components.supernet import stage
 
     workdir, params = Path(sys.argv[1]), params_from_dict(json.loads(sys.argv[2]))
-    fits, saved = [], []
+    fits, saved, reports = [], [], []
     fit, save = stage.fit, stage.save_supernet
     stage.fit = lambda *a, **k: fits.append(fit(*a, **k)) or fits[-1]
     stage.save_supernet = lambda *a, **k: saved.append(1) or save(*a, **k)
-    result = stage.run(params, workdir, progress=lambda *r: print("PROGRESS", json.dumps(r)))
+    result = stage.run(params, workdir, progress=lambda *r: reports.append(r))
     module = fits[0].module
     schedule = module.trainer.lr_scheduler_configs[0].scheduler
-    print("RANK", json.dumps({
+    record = {
         "rank": module.global_rank, "world": module.trainer.world_size, "steps": result.steps,
         "schedule_steps": schedule.total_steps, "schedule_done": schedule.last_epoch,
-        "saved": len(saved), "history": result.history,
-    }), flush=True)
+        "saved": len(saved), "history": result.history, "progress": reports,
+    }
+    # a file per process, not the shared stdout pipe, where two processes' lines can interleave
+    out = workdir / f"rank{module.global_rank}.json"
+    out.with_suffix(".tmp").write_text(json.dumps(record))
+    out.with_suffix(".tmp").replace(out)
 """)
 
 
-def _lines(stdout: str, tag: str) -> list:
-    return [json.loads(line.removeprefix(tag)) for line in stdout.splitlines()
-            if line.startswith(tag)]  # fmt: skip
+def _ranks(workdir) -> list:
+    """What each process recorded (``rank<N>.json``), by rank."""
+    records = [json.loads(p.read_text()) for p in workdir.glob("rank*.json")]
+    return sorted(records, key=lambda r: r["rank"])
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +88,11 @@ def ddp_run(tmp_path_factory):
 
 
 def test_two_processes_each_train_their_shard_and_agree(ddp_run):
-    _, _, proc = ddp_run
-    ranks = sorted(_lines(proc.stdout, "RANK "), key=lambda r: r["rank"])
-    assert [(r["rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)], proc.stderr[-3000:]
+    workdir, _, proc = ddp_run
+    ranks = _ranks(workdir)
+    assert [(r["rank"], r["world"]) for r in ranks] == [(0, 2), (1, 2)], (
+        proc.stdout[-2000:] + proc.stderr[-3000:]
+    )
     for r in ranks:
         assert r["steps"] == STEPS_PER_PROCESS
         # the one-cycle schedule spans this process's steps, not the single-process count
@@ -94,7 +101,7 @@ def test_two_processes_each_train_their_shard_and_agree(ddp_run):
     assert ranks[0]["history"] == ranks[1]["history"]
     assert len(ranks[0]["history"]) == 1 and "val_acc_full" in ranks[0]["history"][0]
     assert [r["saved"] for r in ranks] == [1, 0]  # rank 0 alone writes the checkpoint
-    assert len(_lines(proc.stdout, "PROGRESS ")) == 1  # one report for the one epoch
+    assert [len(r["progress"]) for r in ranks] == [1, 0]  # rank 0 reports the one epoch
 
 
 def test_checkpoint_loads_as_the_search_stage_loads_it(ddp_run):
