@@ -97,7 +97,9 @@ def run_variants(
     widths = widths or list(arch["widths"])
     prepared_dir = Path(params.paths.prepared)
     reference = load_prepared(prepared_dir)
-    data = {v: load_server_data((prepared or {}).get(v, prepared_dir)) for v in variants}
+    dirs = {v: (prepared or {}).get(v, prepared_dir) for v in variants}
+    loaded = {d: load_server_data(d) for d in set(dirs.values())}  # each preparation once
+    data = {v: loaded[d] for v, d in dirs.items()}
     classes = [*params.prepare.keywords, UNKNOWN, SILENCE]
     root = Path(tempfile.mkdtemp(prefix="edgelearn-bench-recipe-"))
     real_x, real_labels, _ = real_voice_set(params, root / "real_voices")
@@ -125,10 +127,10 @@ def run_variants(
             if finetune:
                 m["finetuned"] = federated(net, params, seed, root, widths,
                                            overrides.get(FINETUNE_KEY))  # fmt: skip
-                m["finetuned"] |= model_figures(load_subnet(root / "final.pt"), params, reference,
+                tuned = load_subnet(root / "final.pt")
+                m["finetuned"] |= model_figures(tuned, params, reference,
                                                 (real_x, real_labels, classes), meta)  # fmt: skip
-                m["finetuned"] |= (figures(load_subnet(root / "final.pt"), reference)
-                                   if figures else {})  # fmt: skip
+                m["finetuned"] |= figures(tuned, reference) if figures else {}
             runs.append({"seed": seed, "variant": variant, "overrides": overrides, "metrics": m})
             save(name, {
                 "command": command, "network": widths, "epochs": epochs,
