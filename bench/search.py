@@ -7,8 +7,10 @@ runs the search stage with NetAdapt v1 switched on and the baselines trained. Ev
 the same budget, the same measured budget rule and re-search, and is scored on the same server
 validation, server test and client test clips:
 
-- MCD: the super-network's candidates (inherited weights), the winner trained from scratch for
-  ``search.train_epochs``;
+- MCD: the super-network's candidates (inherited weights), the winner trained for
+  ``search.train_epochs`` from ``search.train_from`` (scratch or the super-network's weights), and
+  again from the other start (row ``mcd_from_<other>``, not a method of its own: the same
+  searched network, so search time at equal accuracy can be read for both starts);
 - random search: as many evaluated candidates as MCD, the same scorer, trained alike;
 - uniform: a plain network with every layer's channels scaled by one multiplier, the widest that
   fits by measurement, trained alike (it has no inherited accuracy);
@@ -44,9 +46,28 @@ from bench.common import RESULTS, arguments, compare, mean_spread, quiet, save, 
 from components.config import Params, load_params
 from components.search import stage as search_stage
 from components.search.figures import pareto_figure
+from components.search.training import long_term_finetune, train_network
 from components.supernet import stage as supernet_stage
 
 METHODS = ("mcd", "random", "uniform", "netadapt_v1")
+STARTS = ("scratch", "inherited")
+
+
+def other_start(params: Params) -> str:
+    """The start of the discovered network's training that the stage did not use."""
+    return STARTS[1 - STARTS.index(params.search.train_from)]
+
+
+def train_other_start(params: Params, work: Path, widths: list[int]) -> Any:
+    """MCD's winner trained again, same recipe and epochs, from the start the stage did not use
+    (``other_start``)."""
+    inputs = search_stage.load_inputs(params, work)
+    recipe = params.supernet.model_copy(update={"epochs": params.search.train_epochs})
+    args = (inputs.data, inputs.test, inputs.clients)
+    if other_start(params) == "inherited":
+        return long_term_finetune(inputs.net, widths, recipe, params.base.seed, *args,
+                                  method="mcd").network  # fmt: skip
+    return train_network("mcd", widths, inputs.net, recipe, params.base.seed, *args)
 
 
 @contextmanager
@@ -87,6 +108,9 @@ def run_seed(params: Params, seed: int, first: bool, pareto: Path) -> dict[str, 
         if first:
             pareto.parent.mkdir(parents=True, exist_ok=True)
             pareto_figure(result).savefig(pareto, dpi=110)
+        other = other_start(params)
+        print(f"seed {seed}: training MCD's winner again, from {other} ...", flush=True)
+        again = train_other_start(params, work, result.outcomes["mcd"].widths)
     m, h = result.metrics, result.history
     methods: dict[str, Any] = {}
     for name, o in result.outcomes.items():
@@ -108,6 +132,11 @@ def run_seed(params: Params, seed: int, first: bool, pareto: Path) -> dict[str, 
             "search_seconds": o.seconds,
             "train_seconds": t.seconds if t else math.nan,
         }
+    methods["mcd"]["train_from"] = params.search.train_from
+    methods[f"mcd_from_{other}"] = {**methods["mcd"], "train_from": other,
+                                    "val_acc": again.val_acc, "test_acc": again.test_acc,
+                                    "client_test_acc": again.client_test_acc,
+                                    "train_seconds": again.seconds}  # fmt: skip
     v1 = result.outcomes["netadapt_v1"].iterations[0]
     times = {
         "supernet_train_seconds": supernet.metrics["train_seconds"],
@@ -125,6 +154,10 @@ def run_seed(params: Params, seed: int, first: bool, pareto: Path) -> dict[str, 
                                  + times["mcd_train_seconds"])  # fmt: skip
     times["v1_total_seconds"] = (times["v1_pretrain_seconds"] + times["v1_search_seconds"]
                                  + times["v1_long_term_seconds"])  # fmt: skip
+    times[f"mcd_from_{other}_train_seconds"] = again.seconds
+    times[f"v2_from_{other}_total_seconds"] = (
+        times["v2_total_seconds"] - times["mcd_train_seconds"] + again.seconds
+    )
     return {"seed": seed, "budget_ms": m["latency_budget_ms"], "full_ms": m["full_latency_ms"],
             "lut_error_pct": m["lut_error_pct"], "uniform_multiplier":
             m.get("uniform_baseline_multiplier"), "methods": methods, "times": times,
@@ -177,15 +210,19 @@ def main() -> None:
 
 
 def report(runs: list[dict[str, Any]], profile: str, seeds: list[int]) -> None:
-    """The tables of ``runs`` (as saved in the JSON)."""
+    """The tables of ``runs`` (as saved in the JSON; files from before ``mcd_from_*`` have no
+    second MCD row)."""
 
     print(f"\nprofile {profile}; budget "
           f"{spread(runs, lambda r: r['budget_ms'] * 1e3)} us of the full network's "
           f"{spread(runs, lambda r: r['full_ms'] * 1e3)} us (end to end, batch 1); table error "
           f"{spread(runs, lambda r: r['lut_error_pct'], '.2f')}%; seeds {seeds}\n"
           )  # fmt: skip
+    starts = {r["methods"]["mcd"].get("train_from", "scratch") for r in runs}
+    extra = [f"mcd_from_{s}" for s in STARTS if all(f"mcd_from_{s}" in r["methods"] for r in runs)]
+    mcds = ["mcd", *extra]
     rows = []
-    for name in METHODS:
+    for name in (*METHODS, *extra):
         if any(name not in r["methods"] for r in runs):
             rows.append([name, "no network meets the budget in some seed (see the JSON)"]
                         + [""] * 7)  # fmt: skip
@@ -196,8 +233,9 @@ def report(runs: list[dict[str, Any]], profile: str, seeds: list[int]) -> None:
 
         fits = sum(bool(r["methods"][name]["fits_budget"]) for r in runs)
         sure = sum(bool(r["methods"][name].get("fits_budget_confidently")) for r in runs)
+        label = f"mcd (from {'/'.join(sorted(starts))})" if name == "mcd" else name
         rows.append([
-            name, spread(runs, get("measured_ms", 1e3)), spread(runs, get("aligned_ms", 1e3)),
+            label, spread(runs, get("measured_ms", 1e3)), spread(runs, get("aligned_ms", 1e3)),
             f"{fits}/{len(runs)} ({sure})", spread(runs, get("inherited_val_acc")),
             spread(runs, get("val_acc")), spread(runs, get("test_acc")),
             spread(runs, get("client_test_acc")), spread(runs, get("candidates_evaluated"), ".0f"),
@@ -206,31 +244,46 @@ def report(runs: list[dict[str, Any]], profile: str, seeds: list[int]) -> None:
                  "inherited / fine-tuned val %", "trained val %", "trained test %",
                  "trained client-test %", "evaluated"], rows))  # fmt: skip
     print()
-    print(table(["MCD against", "test (points)", "client test (points)"],
-                [[b, verdict(runs, "mcd", b, "test_acc"),
-                  verdict(runs, "mcd", b, "client_test_acc")]
-                 for b in ("random", "uniform", "netadapt_v1")
+    print(table(["against", "test (points)", "client test (points)"],
+                [[f"{m} - {b}", verdict(runs, m, b, "test_acc"),
+                  verdict(runs, m, b, "client_test_acc")]
+                 for m in mcds for b in ("random", "uniform", "netadapt_v1")
                  if all(b in r["methods"] for r in runs)]))  # fmt: skip
 
     def t(key: str) -> str:
-        return spread(runs, lambda r: r["times"][key])
+        return (
+            spread(runs, lambda r: r["times"][key]) if all(key in r["times"] for r in runs) else "-"
+        )
 
+    v2 = [("NetAdaptV2", "mcd_train_seconds", "v2_total_seconds", "mcd")] + [
+        (f"NetAdaptV2, {m[4:].replace('_', ' ')}", f"{m}_train_seconds",
+         f"v2_{m[4:]}_total_seconds", m) for m in extra]  # fmt: skip
     print()
-    print(table(["search time (s), monitoring excluded", "NetAdaptV2", "NetAdapt v1"], [
+    print(table(["search time (s), monitoring excluded", *(c[0] for c in v2), "NetAdapt v1"], [
         ["train the network searched from (super-network / pre-training)",
-         t("supernet_train_seconds"), t("v1_pretrain_seconds")],
-        ["search (MCD / adaptation with short-term fine-tuning)", t("mcd_seconds"),
+         *(t("supernet_train_seconds") for _ in v2), t("v1_pretrain_seconds")],
+        ["search (MCD / adaptation with short-term fine-tuning)", *(t("mcd_seconds") for _ in v2),
          t("v1_search_seconds")],
-        ["train the result (from scratch / long-term fine-tuning)", t("mcd_train_seconds"),
+        ["train the result (V2 as named / v1 long-term fine-tuning)", *(t(c[1]) for c in v2),
          t("v1_long_term_seconds")],
-        ["total", t("v2_total_seconds"), t("v1_total_seconds")],
-        ["monitoring (excluded above)", t("supernet_monitor_seconds"), t("v1_monitor_seconds")],
-        ["test accuracy of the result (%)", spread(runs, lambda r: r["methods"]["mcd"]["test_acc"]),
+        ["total", *(t(c[2]) for c in v2), t("v1_total_seconds")],
+        ["monitoring (excluded above)", *(t("supernet_monitor_seconds") for _ in v2),
+         t("v1_monitor_seconds")],
+        ["test accuracy of the result (%)",
+         *(spread(runs, lambda r, m=c[3]: r["methods"][m]["test_acc"]) for c in v2),
          spread(runs, lambda r: r["methods"]["netadapt_v1"]["test_acc"])],
+        ["client test accuracy of the result (%)",
+         *(spread(runs, lambda r, m=c[3]: r["methods"][m]["client_test_acc"]) for c in v2),
+         spread(runs, lambda r: r["methods"]["netadapt_v1"]["client_test_acc"])],
     ]))  # fmt: skip
-    ratio = [r["times"]["v1_total_seconds"] / r["times"]["v2_total_seconds"] for r in runs]
-    print(f"\nv1 / v2 total time: {mean_spread(ratio, '.2f')} (both share the latency table: "
-          f"{t('lut_seconds')} s, not counted)")  # fmt: skip
+    print()
+    for label, _, total, _ in v2:
+        ratio = [r["times"][total] / r["times"]["v1_total_seconds"] for r in runs]
+        print(
+            f"{label} / NetAdapt v1 total time: {mean_spread(ratio, '.3f')} "
+            f"(per seed {', '.join(f'{x:.3f}' for x in ratio)})"
+        )
+    print(f"(both share the latency table: {t('lut_seconds')} s, not counted)")
 
 
 if __name__ == "__main__":

@@ -290,8 +290,10 @@ def train_winners(
     done: dict[str, TrainedNetwork] | None = None,
 ) -> dict[str, TrainedNetwork]:
     """Train the discovered network, and the baselines' winners (random, uniform) with the same
-    recipe and epochs from scratch (an architecture two methods, or two devices through
-    ``done``, share is trained once: the training is deterministic)."""
+    recipe and epochs (an architecture two methods, or two devices through ``done``, share is
+    trained once: the training is deterministic). ``search.train_from`` inherited: the
+    super-network's architectures start from its weights; the uniform baseline, another
+    network, from scratch."""
     names = ["mcd"]
     if params.search.train_baselines:
         names += [k for k in report.BASELINES if k in outcomes]
@@ -302,7 +304,13 @@ def train_winners(
         o = outcomes[name]
         space = o.space or inputs.net.space
         key = f"{[s.channels for s in space.stages]}:{arch_key(o.widths)}"
-        if key not in done:
+        if key in done:
+            pass
+        elif params.search.train_from == "inherited" and o.space is None:
+            done[key] = long_term_finetune(inputs.net, o.widths, recipe, params.base.seed,
+                                           inputs.data, inputs.test, inputs.clients,
+                                           method=name).network  # fmt: skip
+        else:
             done[key] = train_network(name, o.widths, inputs.net, recipe, params.base.seed,
                                       inputs.data, inputs.test, inputs.clients, space)  # fmt: skip
         trained[name] = done[key]

@@ -1,4 +1,5 @@
-"""Scoring candidates with inherited weights, and NetAdaptV2's last step: training the winner."""
+"""Scoring candidates with inherited weights, and NetAdaptV2's last step: training the winner
+(from scratch, or on from the super-network's weights: ``search.train_from``)."""
 
 from __future__ import annotations
 
@@ -84,12 +85,14 @@ def long_term_finetune(
     data: ServerData,
     test: ServerData,
     clients: tuple[torch.Tensor, torch.Tensor],
+    method: str = "netadapt_v1",
 ) -> Tuned:
-    """NetAdapt's long-term fine-tuning: the adapted network ``widths`` (its weights held in
-    ``container``) trained on with ``recipe`` from those weights, then scored like a trained
-    winner."""
+    """NetAdapt's long-term fine-tuning: the network ``widths`` with the weights ``container``
+    holds (NetAdapt v1's adapted network, or the super-network for a winner trained on from its
+    inherited weights) trained on with ``recipe`` from those weights, then scored like a trained
+    winner. ``container`` is not modified."""
     torch.manual_seed(seed)
     model = extract_subnet(container, widths)
     result = fit(model, recipe, data, seed)
-    network = scored("netadapt_v1", widths, model, result, data, test, clients)
+    network = scored(method, widths, model, result, data, test, clients)
     return Tuned(network, result.seconds, result.monitor_seconds)

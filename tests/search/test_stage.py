@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
+import torch
 
 from components.config import params_from_dict
 from components.errors import ConfigError
@@ -19,6 +20,8 @@ from components.search import stage as search
 from components.search.lut import LatencyTable
 from components.search.mcd import CachedEvaluator, SearchError, SearchOutcome
 from components.search.records import arch_key
+from components.search.training import long_term_finetune, train_network
+from components.search.uniform import scaled_space
 from tests.helpers.search import LAYER_MS, StubMeasurer, additive_table, write_search_inputs
 from tests.helpers.spaces import STAGE_SPACE, STAGE_SUPERNET
 
@@ -598,3 +601,46 @@ def test_a_fleet_refuses_an_imported_table_it_cannot_use_before_any_work(
         search.run(params(profiles=profiles, lut_import=lut_import, budget_ms=None), tmp_path,
                    measurer=measurer, fleet_measurer=lambda p: StubMeasurer())  # fmt: skip
     assert measurer.calls == [] and not (tmp_path / "search").exists()
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_from_inherited_starts_the_supernets_architectures_from_its_weights(tmp_path):
+    """``search.train_from: inherited``: MCD's and random search's winners are trained on from
+    the super-network's weights (NetAdapt's long-term fine-tuning), the uniform baseline, another
+    network, from scratch; the super-network is not touched. Training is deterministic, so each
+    is compared with the training it must equal, and the two starts must differ."""
+    write_search_inputs(tmp_path)
+    p = params(train_from="inherited")
+    inputs = search.load_inputs(p, tmp_path)
+    before = _state(inputs.net)
+    half = scaled_space(inputs.net.space, 0.5)
+    outcomes = {
+        "mcd": SearchOutcome("mcd", [16, 8], 1.0, 50.0, [], 0.0),
+        "random": SearchOutcome("random", [8, 16], 1.0, 50.0, [], 0.0),
+        "uniform": SearchOutcome("uniform", half.largest(), 1.0, math.nan, [], 0.0, space=half),
+    }
+    trained = search.train_winners(p, inputs, outcomes, no_progress)
+    assert _same(_state(inputs.net), before)
+    recipe = p.supernet.model_copy(update={"epochs": p.search.train_epochs})
+    args = (recipe, p.base.seed, inputs.data, inputs.test, inputs.clients)
+    for name in ("mcd", "random"):
+        widths = outcomes[name].widths
+        inherited = long_term_finetune(inputs.net, widths, *args, method=name).network
+        scratch = train_network(name, widths, inputs.net, *args)
+        assert trained[name].method == name
+        assert _same(_state(trained[name].model), _state(inherited.model))
+        assert not _same(_state(trained[name].model), _state(scratch.model))
+    uniform = train_network("uniform", half.largest(), inputs.net, *args, space=half)
+    assert _same(_state(trained["uniform"].model), _state(uniform.model))
+    from_scratch = search.train_winners(params(), inputs, {"mcd": outcomes["mcd"]}, no_progress)
+    assert _same(
+        _state(from_scratch["mcd"].model),
+        _state(train_network("mcd", [16, 8], inputs.net, *args).model),
+    )
