@@ -247,9 +247,9 @@ class SearchParams(Section):
     pareto_repeats: Annotated[int, Field(ge=0)] = 0
     max_measure_rounds: Annotated[int, Field(ge=1)] = 3  # re-search if the measured figure fails
     train_epochs: Annotated[int, Field(ge=1)] = 17  # training of the discovered network
-    # scratch: random initial weights; inherited: on from the super-network's weights (MCD's and
-    # random search's winners; the uniform baseline is another network and starts from scratch)
-    train_from: Literal["scratch", "inherited"] = "scratch"
+    # inherited: MCD's and random search's winners trained on from the super-network's weights
+    # (the uniform baseline is another network and starts from scratch); scratch: random weights
+    train_from: Literal["scratch", "inherited"] = "inherited"
     train_baselines: bool = True  # train the uniform and random winners the same way
 
     @model_validator(mode="before")

@@ -50,7 +50,7 @@ def pareto_figure(result: SearchResult) -> Figure:
     ax.set_ylabel("val accuracy, inherited weights + BN recalibration (%)")
     ax.set_title(f"search on {result.arch['device']}: every evaluated candidate")
     ax2.set_ylabel("accuracy after equal training (%)")
-    ax2.set_title("winners trained from scratch")
+    ax2.set_title("winners after equal training (start: search.train_from)")
     ax.legend(fontsize=7, loc="lower right")
     ax2.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

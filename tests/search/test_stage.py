@@ -639,7 +639,9 @@ def test_train_from_inherited_starts_the_supernets_architectures_from_its_weight
         assert not _same(_state(trained[name].model), _state(scratch.model))
     uniform = train_network("uniform", half.largest(), inputs.net, *args, space=half)
     assert _same(_state(trained["uniform"].model), _state(uniform.model))
-    from_scratch = search.train_winners(params(), inputs, {"mcd": outcomes["mcd"]}, no_progress)
+    from_scratch = search.train_winners(
+        params(train_from="scratch"), inputs, {"mcd": outcomes["mcd"]}, no_progress
+    )
     assert _same(
         _state(from_scratch["mcd"].model),
         _state(train_network("mcd", [16, 8], inputs.net, *args).model),
