@@ -13,7 +13,9 @@ compared with (a difference within the larger spread is a tie).
 ``--near-misses`` adds ``bench.near_misses``' figures; ``--finetune`` runs each trained network
 through the pipeline's finetune stage (its settings, the same seed) and scores it again; a
 variant's ``"finetune"`` key then holds finetune overrides (dotted keys, as in
-``bench.federated_sweep``: ``{"finetune": {"server_learning.steps": 40}}``).
+``bench.federated_sweep``: ``{"finetune": {"server_learning.steps": 40}}``). A variant's
+``"start": "inherited"`` trains the network on from the committed super-network's weights (what
+``search.train_from: inherited`` does) instead of from scratch.
 
     python -m bench.recipe --variants '{"default": {}, "shift 16": {"time_shift_max": 16}}'
         [--seeds 1234,1,2] [--widths 0,16,...] [--near-misses] [--finetune] [--name recipe]
@@ -40,13 +42,16 @@ from bench.negatives import COLUMNS, model_figures
 from components.config import Params, load_params
 from components.data.labels import SILENCE, UNKNOWN
 from components.data.prepared import PreparedData, load_prepared
-from components.model.checkpoint import load_subnet, save_subnet
+from components.model.checkpoint import load_subnet, load_supernet_file, save_subnet
 from components.model.space import SearchSpace
-from components.model.subnet import SubNetwork
+from components.model.subnet import SubNetwork, extract_subnet
 from components.training.data import load_server_data
 from components.training.trainer import fit
 
 FINETUNE_KEY = "finetune"  # in a variant: finetune overrides for --finetune (dotted keys)
+START_KEY = "start"  # in a variant: "scratch" (default) or "inherited" (super-network weights)
+STARTS = ("scratch", "inherited")
+BENCH_KEYS = (FINETUNE_KEY, START_KEY)  # variant keys that are not supernet recipe keys
 LOWER_IS_BETTER = (  # figures where less is better (the rest: more is better)
     "false_accepts_per_hour", "false_reject_rate", "frr_at_10_fa", "near_miss_keyword_pct",
     "near_miss_inside_keyword_pct", "near_miss_rhyme_keyword_pct", "near_miss_onset_keyword_pct",
@@ -106,6 +111,12 @@ def run_variants(
     meta = {"sample_rate": params.features.sample_rate,
             "clip_samples": params.features.clip_samples}  # fmt: skip
     epochs = params.search.train_epochs
+    supernet = None
+    if any(o.get(START_KEY) == "inherited" for o in variants.values()):
+        supernet, _ = load_supernet_file(Path(params.paths.supernet))
+        if supernet.space != space:
+            raise SystemExit(f"{params.paths.supernet}: not the super-network of "
+                             f"{params.paths.search}/arch.json's space")  # fmt: skip
     for v, d in data.items():
         print(f"{v}: the network {widths}, {epochs} epochs on {len(d.train_y)} server training "
               f"clips ({len(d.noise_clips())} of them noise alone)", flush=True)  # fmt: skip
@@ -113,11 +124,14 @@ def run_variants(
     started = time.perf_counter()
     for seed in seeds:
         for variant, overrides in variants.items():
-            recipe_overrides = {k: v for k, v in overrides.items() if k != FINETUNE_KEY}
+            recipe_overrides = {k: v for k, v in overrides.items() if k not in BENCH_KEYS}
             recipe = params.supernet.model_copy(update={"epochs": epochs, **recipe_overrides})
             torch.manual_seed(seed)
-            net = SubNetwork(space, widths)
-            net.norm.set_stats(data[variant].train_x)
+            if overrides.get(START_KEY) == "inherited" and supernet is not None:
+                net = extract_subnet(supernet, widths)  # as search.train_from: inherited
+            else:
+                net = SubNetwork(space, widths)
+                net.norm.set_stats(data[variant].train_x)
             print(f"seed {seed}: {variant}: training ...", flush=True)
             result = fit(net, recipe, data[variant], seed)
             net.eval()
@@ -202,12 +216,15 @@ def main() -> None:
         or not all(isinstance(v, dict) for v in variants.values())
     ):
         parser.error('--variants: expected {"name": {supernet key: value, ...}, ...}')
-    fields = set(type(params.supernet).model_fields) | ({FINETUNE_KEY} if args.finetune else set())
+    fields = set(type(params.supernet).model_fields) | {START_KEY}
+    fields |= {FINETUNE_KEY} if args.finetune else set()
     unknown = {k for v in variants.values() for k in v} - fields
     if unknown:
         parser.error(f"--variants: not keys of supernet: {', '.join(sorted(unknown))}")
     for variant, overrides in variants.items():  # validated as params.yaml would be
-        recipe = {k: v for k, v in overrides.items() if k != FINETUNE_KEY}
+        if overrides.get(START_KEY, "scratch") not in STARTS:
+            parser.error(f"--variants: {variant!r}: start must be one of {', '.join(STARTS)}")
+        recipe = {k: v for k, v in overrides.items() if k not in BENCH_KEYS}
         try:
             type(params.supernet).model_validate(params.supernet.model_dump() | recipe)
         except ValidationError as err:
