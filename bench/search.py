@@ -46,7 +46,6 @@ from bench.common import RESULTS, arguments, compare, mean_spread, quiet, save, 
 from components.config import Params, load_params
 from components.search import stage as search_stage
 from components.search.figures import pareto_figure
-from components.search.training import long_term_finetune, train_network
 from components.supernet import stage as supernet_stage
 
 METHODS = ("mcd", "random", "uniform", "netadapt_v1")
@@ -56,18 +55,6 @@ STARTS = ("scratch", "inherited")
 def other_start(params: Params) -> str:
     """The start of the discovered network's training that the stage did not use."""
     return STARTS[1 - STARTS.index(params.search.train_from)]
-
-
-def train_other_start(params: Params, work: Path, widths: list[int]) -> Any:
-    """MCD's winner trained again, same recipe and epochs, from the start the stage did not use
-    (``other_start``)."""
-    inputs = search_stage.load_inputs(params, work)
-    recipe = params.supernet.model_copy(update={"epochs": params.search.train_epochs})
-    args = (inputs.data, inputs.test, inputs.clients)
-    if other_start(params) == "inherited":
-        return long_term_finetune(inputs.net, widths, recipe, params.base.seed, *args,
-                                  method="mcd").network  # fmt: skip
-    return train_network("mcd", widths, inputs.net, recipe, params.base.seed, *args)
 
 
 @contextmanager
@@ -110,7 +97,13 @@ def run_seed(params: Params, seed: int, first: bool, pareto: Path) -> dict[str, 
             pareto_figure(result).savefig(pareto, dpi=110)
         other = other_start(params)
         print(f"seed {seed}: training MCD's winner again, from {other} ...", flush=True)
-        again = train_other_start(params, work, result.outcomes["mcd"].widths)
+        again = search_stage.train_winner(
+            params,
+            search_stage.load_inputs(params, work),
+            "mcd",
+            result.outcomes["mcd"].widths,
+            start=other,
+        )
     m, h = result.metrics, result.history
     methods: dict[str, Any] = {}
     for name, o in result.outcomes.items():

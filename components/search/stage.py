@@ -47,6 +47,7 @@ from components.latency import (
     load_profile,
 )
 from components.model.checkpoint import load_supernet_file, save_subnet
+from components.model.space import SearchSpace
 from components.model.subnet import SubNetwork
 from components.model.supernet import SuperNet
 from components.progress import Progress, no_progress
@@ -297,25 +298,32 @@ def train_winners(
     names = ["mcd"]
     if params.search.train_baselines:
         names += [k for k in report.BASELINES if k in outcomes]
-    recipe = params.supernet.model_copy(update={"epochs": params.search.train_epochs})
     trained: dict[str, TrainedNetwork] = {}
     done = {} if done is None else done
     for k, name in enumerate(names, 1):
         o = outcomes[name]
         space = o.space or inputs.net.space
         key = f"{[s.channels for s in space.stages]}:{arch_key(o.widths)}"
-        if key in done:
-            pass
-        elif params.search.train_from == "inherited" and o.space is None:
-            done[key] = long_term_finetune(inputs.net, o.widths, recipe, params.base.seed,
-                                           inputs.data, inputs.test, inputs.clients,
-                                           method=name).network  # fmt: skip
-        else:
-            done[key] = train_network(name, o.widths, inputs.net, recipe, params.base.seed,
-                                      inputs.data, inputs.test, inputs.clients, space)  # fmt: skip
+        if key not in done:
+            done[key] = train_winner(params, inputs, name, o.widths, o.space)
         trained[name] = done[key]
         progress("training", k, len(names), {f"{name}_val_acc": trained[name].val_acc})
     return trained
+
+
+def train_winner(
+    params: Params, inputs: Inputs, name: str, widths: list[int],
+    space: SearchSpace | None = None, start: str | None = None,
+) -> TrainedNetwork:  # fmt: skip
+    """One winner trained for ``search.train_epochs`` with the super-network's recipe, from
+    ``start`` (default ``search.train_from``): ``inherited`` goes on from the super-network's
+    weights; an architecture of another ``space`` (the uniform baseline's) has none and always
+    starts from scratch."""
+    recipe = params.supernet.model_copy(update={"epochs": params.search.train_epochs})
+    args = (recipe, params.base.seed, inputs.data, inputs.test, inputs.clients)
+    if (start or params.search.train_from) == "inherited" and space is None:
+        return long_term_finetune(inputs.net, widths, *args, method=name).network
+    return train_network(name, widths, inputs.net, *args, space)
 
 
 @dataclass(frozen=True)

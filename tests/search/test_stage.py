@@ -639,6 +639,10 @@ def test_train_from_inherited_starts_the_supernets_architectures_from_its_weight
         assert not _same(_state(trained[name].model), _state(scratch.model))
     uniform = train_network("uniform", half.largest(), inputs.net, *args, space=half)
     assert _same(_state(trained["uniform"].model), _state(uniform.model))
+    # the bench's other start: ``start`` overrides search.train_from
+    other = search.train_winner(params(train_from="scratch"), inputs, "mcd", [16, 8],
+                                start="inherited")  # fmt: skip
+    assert _same(_state(other.model), _state(trained["mcd"].model))
     from_scratch = search.train_winners(
         params(train_from="scratch"), inputs, {"mcd": outcomes["mcd"]}, no_progress
     )
